@@ -1,0 +1,31 @@
+# thingpipe — the commands a developer types. `make help` lists them.
+GO ?= go
+PKGS := ./...
+
+.PHONY: help run test vet fmt-check lint bench build chaos
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## build the thingpipe binary into bin/
+	$(GO) build -o bin/thingpipe ./cmd/thingpipe
+
+run: build ## the main job: run thingpipe on this machine
+	./bin/thingpipe rules test deploy/rules
+
+test: vet fmt-check ## every test: vet, gofmt, and the race-enabled test suite (needs moto_server)
+	$(GO) test -race -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+lint: vet fmt-check ## static analysis: staticcheck, and cfn-lint on the CloudFormation template
+	$(GO) tool staticcheck $(PKGS)
+	@if ls deploy/cloudformation/*.yaml >/dev/null 2>&1; then cfn-lint deploy/cloudformation/*.yaml; fi
+
+bench: ## Go benchmarks (compare runs with: go tool benchstat old.txt new.txt)
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS)
