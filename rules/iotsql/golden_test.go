@@ -30,14 +30,14 @@ type goldenCase struct {
 	AccountID   string          `json:"accountid"`
 	TimestampMS int64           `json:"timestamp_ms"`
 	// Expectations.
-	Matched     *bool           `json:"matched"`
-	Output      json.RawMessage `json:"output"`
-	OutputText  *string         `json:"output_text"`
-	Undefined   bool            `json:"undefined"`
-	Binary      bool            `json:"binary"`
-	ErrNotJSON  bool            `json:"err_not_json"`
-	CompileErr  string          `json:"compile_error"`
-	Note        string          `json:"note"`
+	Matched    *bool           `json:"matched"`
+	Output     json.RawMessage `json:"output"`
+	OutputText *string         `json:"output_text"`
+	Undefined  bool            `json:"undefined"`
+	Binary     bool            `json:"binary"`
+	ErrNotJSON bool            `json:"err_not_json"`
+	CompileErr string          `json:"compile_error"`
+	Note       string          `json:"note"`
 }
 
 func TestGolden(t *testing.T) {

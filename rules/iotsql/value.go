@@ -92,11 +92,11 @@ var (
 	emptyStr = value{k: kStr}
 )
 
-func boolV(b bool) value    { return value{k: kBool, b: b} }
-func intV(i int64) value    { return value{k: kInt, i: i} }
-func strV(s string) value   { return value{k: kStr, s: s} }
-func arrV(a []value) value  { return value{k: kArr, arr: a} }
-func objV(o *object) value  { return value{k: kObj, obj: o} }
+func boolV(b bool) value      { return value{k: kBool, b: b} }
+func intV(i int64) value      { return value{k: kInt, i: i} }
+func strV(s string) value     { return value{k: kStr, s: s} }
+func arrV(a []value) value    { return value{k: kArr, arr: a} }
+func objV(o *object) value    { return value{k: kObj, obj: o} }
 func (v value) defined() bool { return v.k != kUndef }
 
 // decV makes a Decimal. NaN and infinities are not values in the reference, so they are Undefined.
