@@ -18,6 +18,7 @@ type msgState struct {
 	d       doc
 	stack   []value
 	now     time.Time
+	decodes int // how many times the payload was decoded (tests check it is at most once)
 }
 
 // state returns m's cache, resetting it when the payload changed since the last evaluation.
@@ -42,6 +43,7 @@ func (m *Message) root() (value, bool) {
 		if len(m.Payload) > 0 {
 			st.ptr = unsafe.SliceData(m.Payload)
 		}
+		st.decodes++
 		st.isJSON = st.d.parse(string(m.Payload)) == nil
 	}
 	if !st.isJSON {
@@ -480,11 +482,9 @@ func setPath(o *object, path []string, v value) {
 	o.set(path[0], v)
 }
 
-// editable returns a built object with the members of v (copying members of a payload object).
+// editable returns a new object with the members of v. It always copies: v may be a payload object
+// or a constant of the compiled query, which must never change.
 func editable(v value) *object {
-	if v.doc == nil && v.obj != nil {
-		return v.obj
-	}
 	o := &object{}
 	it := v.iter()
 	for {

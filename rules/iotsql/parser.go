@@ -201,17 +201,18 @@ func (p *parser) parseQuery(nested bool) *selectStmt {
 	if !p.expect(tSelect, "SELECT") {
 		return nil
 	}
-	if p.cur.k == tIdent && strings.EqualFold(p.cur.text, "value") && startsExpr(p.peek()) {
+	if p.cur.k == tIdent && strings.EqualFold(p.cur.text, "value") && (startsExpr(p.peek()) || p.peek().k == tStar) {
 		q.value = true
 		p.advance()
 	}
 	for {
+		starPos := p.cur.pos
 		it := p.parseItem(len(q.items) + 1)
 		if p.failed() {
 			return nil
 		}
 		if it.star && q.value {
-			p.fail(p.cur.pos, "SELECT VALUE takes one expression, not '*'")
+			p.fail(starPos, "SELECT VALUE takes one expression, not '*'")
 			return nil
 		}
 		q.items = append(q.items, it)
@@ -469,6 +470,11 @@ func (p *parser) parsePostfix() expr {
 	}
 	for !p.failed() {
 		switch p.cur.k {
+		case tNumber:
+			if strings.HasPrefix(p.cur.text, ".") && len(segs) > 0 {
+				p.fail(p.cur.pos, "a member name cannot start with a digit; use get(x, %q) (see the reference's JSON extensions)", p.cur.text[1:])
+				return nil
+			}
 		case tDot:
 			p.advance()
 			if p.cur.k == tIdent || p.cur.k >= tSelect {
@@ -739,7 +745,7 @@ func (p *parser) parseArray() expr {
 	a := &arrLit{p: t.pos}
 	if p.cur.k == tRBrack {
 		p.advance()
-		return a
+		return &litExpr{p: a.p, v: arrV([]value{})}
 	}
 	for {
 		a.elems = append(a.elems, p.parseExpr())
@@ -753,7 +759,7 @@ func (p *parser) parseArray() expr {
 		if !p.expect(tRBrack, "',' or ']'") {
 			return nil
 		}
-		return a
+		return foldArray(a)
 	}
 }
 
@@ -798,4 +804,18 @@ func (p *parser) parseCase() expr {
 		return nil
 	}
 	return c
+}
+
+// foldArray turns an array literal of constants into one constant, so that evaluating it (say, in
+// "x IN ['a', 'b']") allocates nothing. Constants are never modified by evaluation.
+func foldArray(a *arrLit) expr {
+	vals := make([]value, 0, len(a.elems))
+	for _, e := range a.elems {
+		lit, ok := e.(*litExpr)
+		if !ok {
+			return a
+		}
+		vals = append(vals, lit.v)
+	}
+	return &litExpr{p: a.p, v: arrV(vals)}
 }
