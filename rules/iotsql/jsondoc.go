@@ -42,6 +42,9 @@ func (e *jsonSyntaxError) Error() string { return "offset " + strconv.Itoa(e.off
 // parse decodes src into d, reusing d's node storage.
 func (d *doc) parse(src string) error {
 	d.src = src
+	if cap(d.nodes) == 0 {
+		d.nodes = make([]node, 0, len(src)/8+4) // about one node per 8 bytes of typical JSON
+	}
 	d.nodes = d.nodes[:0]
 	p := jsonParser{d: d, s: src}
 	p.ws()
@@ -392,13 +395,14 @@ func (d *doc) value(i int32) value {
 		}
 		// Beyond int64: kept as a Decimal (the reference's Int has 34 digits; see docs).
 		f, _ := strconv.ParseFloat(text, 64)
-		return value{k: kDec, f: f}
+		return decV(f, false)
 	case kDec:
+		// Beyond float64's range (AWS's Decimal goes to 9.999E999) a number is Undefined here.
 		f, err := strconv.ParseFloat(d.src[n.start:n.end], 64)
 		if err != nil && !isRangeErr(err) {
 			return undef
 		}
-		return value{k: kDec, f: f}
+		return decV(f, false)
 	case kArr, kObj:
 		return value{k: n.k, doc: d, n: i}
 	}
