@@ -15,16 +15,3 @@ func compareSeq(a, b string) int {
 	}
 	return strings.Compare(a, b)
 }
-
-// validSeq reports whether s is a non-empty string of decimal digits.
-func validSeq(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
