@@ -17,6 +17,9 @@ type Subscriber struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
+	// abandoned stops workers the way a crash would: no final checkpoint, no release, no renewal.
+	abandoned   chan struct{}
+	abandonOnce sync.Once
 	workers   sync.WaitGroup
 
 	mu          sync.Mutex
@@ -45,7 +48,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, closing: make(chan struct{}), lag: map[ShardRef]int64{}}, nil
+	return &Subscriber{cfg: cfg, closing: make(chan struct{}), abandoned: make(chan struct{}), lag: map[ShardRef]int64{}}, nil
 }
 
 // Subscribe starts a worker of the consumer group on the stream topic. The channel closes after
@@ -112,6 +115,16 @@ func (s *Subscriber) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.workers.Wait()
 	return nil
+}
+
+// abandon stops every worker as if the process had died: leases stay owned until they expire.
+// Tests use it to prove failover.
+func (s *Subscriber) abandon() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.abandonOnce.Do(func() { close(s.abandoned) })
+	s.workers.Wait()
 }
 
 // Lag returns the last MillisBehindLatest seen for every shard this Subscriber has read.

@@ -93,6 +93,11 @@ func (w *worker) run(subCtx context.Context) {
 		case <-w.s.closing:
 			w.shutdown(ctx, renew)
 			return
+		case <-w.s.abandoned:
+			for _, r := range w.readers {
+				close(r.lost)
+			}
+			return
 		case <-renew.C:
 			w.renewAll(ctx)
 		case <-take.C:
