@@ -20,7 +20,7 @@ type Subscriber struct {
 	// abandoned stops workers the way a crash would: no final checkpoint, no release, no renewal.
 	abandoned   chan struct{}
 	abandonOnce sync.Once
-	workers   sync.WaitGroup
+	workers     sync.WaitGroup
 
 	mu          sync.Mutex
 	closed      bool
