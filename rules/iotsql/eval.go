@@ -82,7 +82,7 @@ func (ev *evaluator) payload() value {
 // norm applies the 2016-03-23 rule that whole-number Decimals are Ints to values read from JSON.
 func (ev *evaluator) norm(v value) value {
 	if v.k == kDec {
-		return decV(v.f, ev.v2)
+		return decV(v.f(), ev.v2)
 	}
 	return v
 }
@@ -161,7 +161,7 @@ func (ev *evaluator) neg(v value) value {
 		}
 		return intV(-v.i)
 	case kDec:
-		return decV(-v.f, ev.v2)
+		return decV(-v.f(), ev.v2)
 	case kStr:
 		if f, ok := parseDecimalString(v.s); ok {
 			return decV(-f, ev.v2)
@@ -432,9 +432,16 @@ func (ev *evaluator) project(q *selectStmt) value {
 		return ev.eval(q.items[0].x)
 	}
 	o := &object{}
+	if n := len(q.items); n > 1 || !q.items[0].star {
+		o.keys, o.vals = make([]string, 0, n+8), make([]value, 0, n+8)
+	}
 	for _, it := range q.items {
 		if it.star {
 			cur := ev.current()
+			if cur.k == kObj && len(o.keys) == 0 {
+				n := cur.length() + len(q.items)
+				o.keys, o.vals = make([]string, 0, n), make([]value, 0, n)
+			}
 			if cur.k != kObj {
 				if len(q.items) == 1 {
 					return cur
@@ -504,11 +511,88 @@ func (ev *evaluator) output(q *selectStmt) (json.RawMessage, bool) {
 			return append(json.RawMessage{}, ev.m.Payload...), true
 		}
 	}
+	if q.stream {
+		b := ev.writeTop(q, make([]byte, 0, len(ev.m.Payload)+64))
+		if ev.err != nil {
+			return nil, false
+		}
+		return b, false
+	}
 	v := ev.project(q)
 	if ev.err != nil {
 		return nil, false
 	}
 	return appendJSON(make([]byte, 0, 128), v, ev.v2), false
+}
+
+// writeTop writes the output object of a streamable query directly: the payload's members for a
+// leading "*" (an item with the same name replaces a member in place, as the object path does),
+// then the remaining items in SELECT order. Undefined values are left out.
+func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
+	st := ev.st
+	base := len(st.stack)
+	for _, it := range q.items {
+		if it.star {
+			st.stack = append(st.stack, undef)
+			continue
+		}
+		st.stack = append(st.stack, ev.eval(it.x))
+	}
+	vals := st.stack[base:]
+	defer func() {
+		clear(st.stack[base:])
+		st.stack = st.stack[:base]
+	}()
+	start := 0
+	b = append(b, '{')
+	first := true
+	comma := func() {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+	}
+	if q.items[0].star {
+		start = 1
+		cur := ev.current()
+		if cur.k != kObj {
+			if len(q.items) == 1 {
+				return appendJSON(b[:0], cur, ev.v2)
+			}
+		} else {
+			it := cur.iter()
+			for {
+				v, ok := it.next()
+				if !ok {
+					break
+				}
+				for j := 1; j < len(q.items); j++ {
+					if vals[j].defined() && q.items[j].outName() == it.key {
+						v = vals[j]
+						vals[j] = undef // written here, in the member's place
+						break
+					}
+				}
+				if !v.defined() {
+					continue
+				}
+				comma()
+				b = appendJSONString(b, it.key)
+				b = append(b, ':')
+				b = appendJSON(b, v, ev.v2)
+			}
+		}
+	}
+	for j := start; j < len(q.items); j++ {
+		if !vals[j].defined() {
+			continue
+		}
+		comma()
+		b = appendJSONString(b, q.items[j].outName())
+		b = append(b, ':')
+		b = appendJSON(b, vals[j], ev.v2)
+	}
+	return append(b, '}')
 }
 
 func (ev *evaluator) now() time.Time {

@@ -90,6 +90,9 @@ func (e *arrLit) at() pos     { return e.p }
 func (e *subquery) at() pos   { return e.p }
 
 type selectStmt struct {
+	// stream: the output can be written directly, without building an object first: no dotted
+	// alias, no duplicate names, and "*" (if any) only as the first item.
+	stream   bool
 	value    bool
 	items    []selItem
 	topic    string // top level: the FROM topic filter
@@ -272,7 +275,43 @@ func (p *parser) parseQuery(nested bool) *selectStmt {
 			return nil
 		}
 	}
+	q.stream = streamable(q)
 	return q
+}
+
+func streamable(q *selectStmt) bool {
+	if q.value {
+		return false
+	}
+	seen := map[string]bool{}
+	for i, it := range q.items {
+		if it.star {
+			if i != 0 {
+				return false
+			}
+			continue
+		}
+		name := it.name
+		if len(it.alias) > 1 {
+			return false
+		}
+		if len(it.alias) == 1 {
+			name = it.alias[0]
+		}
+		if seen[name] {
+			return false
+		}
+		seen[name] = true
+	}
+	return true
+}
+
+// outName is the output key of a non-star item of a streamable query.
+func (it *selItem) outName() string {
+	if len(it.alias) == 1 {
+		return it.alias[0]
+	}
+	return it.name
 }
 
 // startsExpr reports whether t can begin an expression (used to tell SELECT VALUE x from a field
@@ -450,7 +489,7 @@ func (p *parser) parseUnary() expr {
 				return &litExpr{p: at, v: intV(-lit.v.i)}
 			}
 			if lit.v.k == kDec {
-				return &litExpr{p: at, v: value{k: kDec, f: -lit.v.f}}
+				return &litExpr{p: at, v: decRaw(-lit.v.f())}
 			}
 		}
 		return &unaryExpr{p: at, op: tMinus, x: x}
