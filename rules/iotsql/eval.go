@@ -18,6 +18,9 @@ type msgState struct {
 	d       doc
 	stack   []value
 	now     time.Time
+	// In-place storage so that a typical message needs no allocation beyond its Message.
+	nodeBuf  [48]node
+	stackBuf [8]value
 	decodes int // how many times the payload was decoded (tests check it is at most once)
 }
 
@@ -44,7 +47,12 @@ func (m *Message) root() (value, bool) {
 			st.ptr = unsafe.SliceData(m.Payload)
 		}
 		st.decodes++
-		st.isJSON = st.d.parse(string(m.Payload)) == nil
+		if st.d.nodes == nil {
+			st.d.nodes = st.nodeBuf[:0]
+		}
+		// The document reads the payload in place (no copy): Payload must not change while the
+		// Message is being evaluated. Nothing that outlives an evaluation refers to it.
+		st.isJSON = st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
 	}
 	if !st.isJSON {
 		return undef, false
@@ -61,6 +69,9 @@ type evaluator struct {
 	// row is the current row of a nested query; payload when !inRow.
 	row   value
 	inRow bool
+	// root caches the decoded payload for this evaluation.
+	root     value
+	haveRoot bool
 }
 
 // current returns the value names are resolved against.
@@ -72,10 +83,17 @@ func (ev *evaluator) current() value {
 }
 
 func (ev *evaluator) payload() value {
-	v, ok := ev.m.root()
-	if !ok && ev.err == nil {
-		ev.err = ErrPayloadNotJSON
+	if ev.haveRoot {
+		return ev.root
 	}
+	v, ok := ev.m.root()
+	if !ok {
+		if ev.err == nil {
+			ev.err = ErrPayloadNotJSON
+		}
+		return v
+	}
+	ev.root, ev.haveRoot = v, true
 	return v
 }
 
@@ -92,6 +110,16 @@ func (ev *evaluator) eval(e expr) value {
 	case *litExpr:
 		return x.v
 	case *accessExpr:
+		if x.names != nil {
+			cur := ev.current()
+			if cur.doc != nil && cur.k == kObj {
+				i := cur.doc.lookup(cur.n, x.names)
+				if i < 0 {
+					return undef
+				}
+				return ev.norm(cur.doc.value(i))
+			}
+		}
 		var v value
 		if x.base == nil {
 			v = ev.current()
@@ -530,6 +558,9 @@ func (ev *evaluator) output(q *selectStmt) (json.RawMessage, bool) {
 // then the remaining items in SELECT order. Undefined values are left out.
 func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
 	st := ev.st
+	if st.stack == nil {
+		st.stack = st.stackBuf[:0]
+	}
 	base := len(st.stack)
 	for _, it := range q.items {
 		if it.star {
@@ -539,25 +570,50 @@ func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
 		st.stack = append(st.stack, ev.eval(it.x))
 	}
 	vals := st.stack[base:]
-	defer func() {
-		clear(st.stack[base:])
-		st.stack = st.stack[:base]
-	}()
+	b = ev.writeItems(q, vals, b)
+	clear(st.stack[base:])
+	st.stack = st.stack[:base]
+	return b
+}
+
+func (ev *evaluator) writeItems(q *selectStmt, vals []value, b []byte) []byte {
 	start := 0
 	b = append(b, '{')
 	first := true
-	comma := func() {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-	}
 	if q.items[0].star {
 		start = 1
 		cur := ev.current()
 		if cur.k != kObj {
 			if len(q.items) == 1 {
 				return appendJSON(b[:0], cur, ev.v2)
+			}
+		} else if cur.doc != nil {
+			// The payload itself: walk its members and copy their text.
+			d := cur.doc
+			kn := cur.n + 1
+			for c := int32(0); c < d.nodes[cur.n].count; c++ {
+				vn := kn + 1
+				next := d.nodes[vn].next
+				key := d.str(kn)
+				replaced := false
+				for j := 1; j < len(q.items); j++ {
+					if vals[j].defined() && q.items[j].outName() == key {
+						b = appendMember(b, &first, key, vals[j], ev.v2)
+						vals[j] = undef // written here, in the member's place
+						replaced = true
+						break
+					}
+				}
+				if !replaced {
+					if !first {
+						b = append(b, ',')
+					}
+					first = false
+					b = d.appendString(b, kn)
+					b = append(b, ':')
+					b = d.appendJSON(b, vn, ev.v2)
+				}
+				kn = next
 			}
 		} else {
 			it := cur.iter()
@@ -569,17 +625,11 @@ func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
 				for j := 1; j < len(q.items); j++ {
 					if vals[j].defined() && q.items[j].outName() == it.key {
 						v = vals[j]
-						vals[j] = undef // written here, in the member's place
+						vals[j] = undef
 						break
 					}
 				}
-				if !v.defined() {
-					continue
-				}
-				comma()
-				b = appendJSONString(b, it.key)
-				b = append(b, ':')
-				b = appendJSON(b, v, ev.v2)
+				b = appendMember(b, &first, it.key, v, ev.v2)
 			}
 		}
 	}
@@ -587,7 +637,10 @@ func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
 		if !vals[j].defined() {
 			continue
 		}
-		comma()
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
 		b = appendJSONString(b, q.items[j].outName())
 		b = append(b, ':')
 		b = appendJSON(b, vals[j], ev.v2)
@@ -603,4 +656,18 @@ func (ev *evaluator) now() time.Time {
 		ev.st.now = time.Now()
 	}
 	return ev.st.now
+}
+
+// appendMember writes "key":value (with a leading comma unless first); Undefined writes nothing.
+func appendMember(b []byte, first *bool, key string, v value, v2 bool) []byte {
+	if !v.defined() {
+		return b
+	}
+	if !*first {
+		b = append(b, ',')
+	}
+	*first = false
+	b = appendJSONString(b, key)
+	b = append(b, ':')
+	return appendJSON(b, v, v2)
 }

@@ -210,6 +210,9 @@ func init() {
 // calls allocate nothing unless the function builds a new string, array or object.
 func (ev *evaluator) call(c *callExpr) value {
 	st := ev.st
+	if st.stack == nil {
+		st.stack = st.stackBuf[:0]
+	}
 	base := len(st.stack)
 	for _, a := range c.args {
 		if _, star := a.(*starExpr); star && (c.fn.id == fEncode || c.fn.id == fDecode) {

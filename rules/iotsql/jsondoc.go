@@ -542,3 +542,35 @@ func canonicalDecimal(text string, v2 bool) bool {
 	}
 	return true
 }
+
+// lookup follows a path of member names from node i; -1 when a member is missing or a value on
+// the way is not an object.
+func (d *doc) lookup(i int32, names []string) int32 {
+	for _, name := range names {
+		n := &d.nodes[i]
+		if n.k != kObj {
+			return -1
+		}
+		j := i + 1
+		found := false
+		for c := int32(0); c < n.count; c++ {
+			kn := &d.nodes[j]
+			if kn.esc {
+				if unescapeJSON(d.src[kn.start:kn.end]) == name {
+					found = true
+				}
+			} else if int(kn.end-kn.start) == len(name) && d.src[kn.start:kn.end] == name {
+				found = true
+			}
+			if found {
+				i = j + 1
+				break
+			}
+			j = d.nodes[j+1].next
+		}
+		if !found {
+			return -1
+		}
+	}
+	return i
+}

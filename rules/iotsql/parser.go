@@ -20,9 +20,10 @@ type litExpr struct {
 // accessExpr reads from base (nil: the current row — the payload, or the element of a nested
 // query) through member names and array indexes: a.b[0].c, get(x, 0).v, decode(...).temperature.
 type accessExpr struct {
-	p    pos
-	base expr
-	segs []segment
+	p     pos
+	base  expr
+	segs  []segment
+	names []string // when base is nil and every segment is a name: the path, for a fast lookup
 }
 
 type segment struct {
@@ -549,7 +550,18 @@ func (p *parser) parsePostfix() expr {
 	if len(segs) == 0 {
 		return base
 	}
-	return &accessExpr{p: at, base: base, segs: segs}
+	a := &accessExpr{p: at, base: base, segs: segs}
+	if base == nil {
+		a.names = make([]string, 0, len(segs))
+		for _, s := range segs {
+			if s.idx != nil {
+				a.names = nil
+				break
+			}
+			a.names = append(a.names, s.name)
+		}
+	}
+	return a
 }
 
 func (p *parser) parsePrimary() expr {
