@@ -21,7 +21,7 @@ type msgState struct {
 	// In-place storage so that a typical message needs no allocation beyond its Message.
 	nodeBuf  [48]node
 	stackBuf [8]value
-	decodes int // how many times the payload was decoded (tests check it is at most once)
+	decodes  int // how many times the payload was decoded (tests check it is at most once)
 }
 
 // state returns m's cache, resetting it when the payload changed since the last evaluation.
