@@ -103,7 +103,9 @@ func (q *Query) MatchesTopic(topic string) bool { return topicMatches(q.stmt.top
 func (q *Query) Unsupported() []string { return append([]string(nil), q.unsupported...) }
 
 // Message is one MQTT message and its evaluation context. Its payload is decoded at most once, however
-// many queries evaluate it; a Message is not safe for concurrent use.
+// many queries evaluate it; a Message is not safe for concurrent use. The decoded form reads Payload
+// in place: do not modify Payload's bytes while the Message is in use (assigning a new slice is fine
+// and is noticed).
 type Message struct {
 	Topic     string
 	Payload   []byte
