@@ -72,6 +72,32 @@ type evaluator struct {
 	// root caches the decoded payload for this evaluation.
 	root     value
 	haveRoot bool
+	// vars are the SET variables' values, in the order of q.sets.
+	vars []value
+	sets []setAssign
+}
+
+// setVars evaluates the SET clause into the scratch stack and returns the stack mark to restore.
+func (ev *evaluator) setVars(sets []setAssign) int {
+	st := ev.st
+	if st.stack == nil {
+		st.stack = st.stackBuf[:0]
+	}
+	base := len(st.stack)
+	ev.sets = sets
+	for i, s := range sets {
+		st.stack = append(st.stack, undef)
+		v := ev.eval(s.x)
+		st.stack[base+i] = v
+		ev.vars = st.stack[base : base+i+1 : base+i+1]
+	}
+	return base
+}
+
+func (ev *evaluator) releaseVars(base int) {
+	clear(ev.st.stack[base:])
+	ev.st.stack = ev.st.stack[:base]
+	ev.vars = nil
 }
 
 // current returns the value names are resolved against.
@@ -177,6 +203,19 @@ func (ev *evaluator) eval(e expr) value {
 		return arrV(a)
 	case *subquery:
 		return ev.subquery(x.q)
+	case *varExpr:
+		if x.idx >= 0 {
+			if x.idx < len(ev.vars) {
+				return ev.vars[x.idx]
+			}
+			return undef
+		}
+		for i, s := range ev.sets { // a template rendered for a query
+			if s.name == x.name && i < len(ev.vars) {
+				return ev.vars[i]
+			}
+		}
+		return undef
 	}
 	return undef
 }

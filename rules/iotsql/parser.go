@@ -79,6 +79,19 @@ type subquery struct {
 	q *selectStmt
 }
 
+// varExpr reads a SET variable: idx into the query's variables, or -1 in a template, where the
+// variable is looked up by name in the query the template is rendered for.
+type varExpr struct {
+	p    pos
+	name string
+	idx  int
+}
+
+type setAssign struct {
+	name string
+	x    expr
+}
+
 func (e *litExpr) at() pos    { return e.p }
 func (e *accessExpr) at() pos { return e.p }
 func (e *starExpr) at() pos   { return e.p }
@@ -89,8 +102,10 @@ func (e *caseExpr) at() pos   { return e.p }
 func (e *objLit) at() pos     { return e.p }
 func (e *arrLit) at() pos     { return e.p }
 func (e *subquery) at() pos   { return e.p }
+func (e *varExpr) at() pos    { return e.p }
 
 type selectStmt struct {
+	sets []setAssign // the SET clause (top level only)
 	// stream: the output can be written directly, without building an object first: no dotted
 	// alias, no duplicate names, and "*" (if any) only as the first item.
 	stream   bool
@@ -114,12 +129,14 @@ type selItem struct {
 const maxDepth = 100
 
 type parser struct {
-	lex   *lexer
-	cur   token
-	ahead []token
-	v2    bool
-	depth int
-	unsup map[string]bool // functions that evaluate to Undefined locally, for Unsupported()
+	lex      *lexer
+	cur      token
+	ahead    []token
+	v2       bool
+	depth    int
+	unsup    map[string]bool // functions that evaluate to Undefined locally, for Unsupported()
+	vars     map[string]int  // SET variables defined so far; nil in templates (resolved at render)
+	template bool
 	// stopAtBrace makes a template expression end at its closing '}'.
 	err *Error
 }
@@ -202,6 +219,36 @@ func (p *parser) leave() { p.depth-- }
 // parseQuery parses SELECT ... FROM ... [WHERE ...]. nested is true inside parentheses.
 func (p *parser) parseQuery(nested bool) *selectStmt {
 	q := &selectStmt{}
+	if !nested && p.cur.k == tIdent && strings.EqualFold(p.cur.text, "set") {
+		// SET @a = expr [, @b = expr]: variables for SELECT, WHERE, later assignments and templates.
+		p.advance()
+		p.vars = map[string]int{}
+		for {
+			if p.cur.k != tVar {
+				p.fail(p.cur.pos, "expected a variable (@name) in SET, found %s", describe(p.cur))
+				return nil
+			}
+			name, at := p.cur.text, p.cur.pos
+			if _, dup := p.vars[name]; dup {
+				p.fail(at, "variable @%s is assigned twice (variables are immutable)", name)
+				return nil
+			}
+			p.advance()
+			if !p.expect(tEq, "'=' after the variable") {
+				return nil
+			}
+			x := p.parseExpr()
+			if p.failed() {
+				return nil
+			}
+			p.vars[name] = len(q.sets) // defined only after its own expression
+			q.sets = append(q.sets, setAssign{name: name, x: x})
+			if p.cur.k != tComma {
+				break
+			}
+			p.advance()
+		}
+	}
 	if !p.expect(tSelect, "SELECT") {
 		return nil
 	}
@@ -320,7 +367,7 @@ func (it *selItem) outName() string {
 func startsExpr(t token) bool {
 	switch t.k {
 	case tIdent, tNumber, tString, tLParen, tLBrack, tLBrace, tMinus, tPlus, tNot, tCase, tTrue,
-		tFalse, tNull:
+		tFalse, tNull, tVar:
 		return true
 	}
 	return false
@@ -371,6 +418,8 @@ func defaultName(x expr, n int) string {
 			return defaultName(e.base, n)
 		}
 	case *callExpr:
+		return e.name
+	case *varExpr:
 		return e.name
 	}
 	return "_" + strconv.Itoa(n)
@@ -584,6 +633,21 @@ func (p *parser) parsePrimary() expr {
 		return &litExpr{p: t.pos, v: nullV}
 	case tIdent:
 		return p.parseCall()
+	case tVar:
+		p.advance()
+		if p.vars == nil {
+			if !p.template {
+				p.fail(t.pos, "unknown variable @%s: the query has no SET clause", t.text)
+				return nil
+			}
+			return &varExpr{p: t.pos, name: t.text, idx: -1}
+		}
+		idx, ok := p.vars[t.text]
+		if !ok {
+			p.fail(t.pos, "unknown variable @%s", t.text)
+			return nil
+		}
+		return &varExpr{p: t.pos, name: t.text, idx: idx}
 	case tLParen:
 		p.advance()
 		if !p.enter(t.pos) {
