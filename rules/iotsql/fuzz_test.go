@@ -21,6 +21,8 @@ func FuzzCompile(f *testing.F) {
 		"SELECT * FROM 'a' WHERE NOT (a IN [1,2] OR b CONTAINS 'c') AND d || e <> 'f'",
 		"SELECT parse_time('yyyy', timestamp(), 'UTC') AS t, ${x} FROM 'a'",
 		"select", "((((", "SELECT 'unterminated", "SELECT a.0 FROM 't'", "SELECT 1e999 FROM 't'",
+		"SET @a = a * 2, @b = {'k': @a} SELECT @b.k, (SELECT VALUE c FROM b WHERE @a > 1) FROM '#'",
+		"SET @x = ", "SELECT @", "SET @a = 1 SELECT @a.b[0] FROM 'a'",
 	} {
 		f.Add(s)
 	}

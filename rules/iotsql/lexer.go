@@ -100,7 +100,7 @@ func (l *lexer) errorf(p pos, msg string) {
 	}
 }
 
-// advance moves over n bytes of text that contain no newline... or newlines, tracked per rune.
+// advance moves over the next n bytes, keeping line and column (in characters) up to date.
 func (l *lexer) advance(n int) {
 	end := l.i + n
 	for l.i < end {
