@@ -263,10 +263,10 @@ func (o Object) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(m.Key)
+		k, _ := marshalText(m.Key)
 		b.Write(k)
 		b.WriteByte(':')
-		v, err := json.Marshal(m.Value)
+		v, err := marshalText(m.Value)
 		if err != nil {
 			return nil, err
 		}

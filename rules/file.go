@@ -75,13 +75,16 @@ func toJSON(path string, data []byte) ([]byte, error) {
 func jsonSyntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := lineCol(data, int(se.Offset))
+		line, col := lineCol(data, int(se.Offset)-1) // Offset is just past the bad byte
 		return fmt.Errorf("invalid JSON at %d:%d: %s", line, col, se.Error())
 	}
 	return fmt.Errorf("invalid JSON: %w", err)
 }
 
 func lineCol(data []byte, offset int) (line, col int) {
+	if offset < 0 {
+		offset = 0
+	}
 	if offset > len(data) {
 		offset = len(data)
 	}

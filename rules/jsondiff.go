@@ -35,8 +35,19 @@ func show(x any) string {
 	if x == nil {
 		return "null"
 	}
-	b, _ := json.Marshal(x)
+	b, _ := marshalText(x)
 	return string(b)
+}
+
+// marshalText is json.Marshal without HTML escaping: output is for people and terminals.
+func marshalText(x any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(x); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 func numbersEqual(a, b json.Number) bool {

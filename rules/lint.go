@@ -123,13 +123,18 @@ func LintFile(f *File) []Problem {
 	case n > MaxActions:
 		add(SeverityError, "%d actions, AWS IoT allows at most %d per rule", n, MaxActions)
 	}
+	notLocal := map[string][]string{}
 	for i, a := range f.Payload.Actions {
 		for _, msg := range lintAction(a, false) {
 			add(SeverityError, "actions[%d]%s", i, msg)
 		}
 		if t := ActionType(a); t != "" && !contains(LocalActionTypes, t) {
-			add(SeverityWarning, "actions[%d]: %s actions are not carried out by the local rules bridge (it runs %s)", i, t, strings.Join(LocalActionTypes, ", "))
+			notLocal[t] = append(notLocal[t], fmt.Sprint(i))
 		}
+	}
+	for _, t := range sortedKeys(notLocal) {
+		add(SeverityWarning, "actions[%s]: %s actions are not carried out by the local rules bridge (it runs %s)",
+			strings.Join(notLocal[t], ","), t, strings.Join(LocalActionTypes, ", "))
 	}
 	if f.Payload.ErrorAction == nil {
 		add(SeverityWarning, "no errorAction: messages whose actions fail are lost")
@@ -142,10 +147,10 @@ func LintFile(f *File) []Problem {
 	for _, err := range errs {
 		add(SeverityError, "%v", err)
 	}
-	if r != nil && len(errs) == 0 {
+	if r != nil {
 		// Queue URLs are checked once resolved: the local bridge finds queues by the URL's name.
 		check := func(where string, a types.Action) {
-			if a.Sqs != nil && a.Sqs.QueueUrl != nil && !strings.Contains(*a.Sqs.QueueUrl, "${") {
+			if a.Sqs != nil && a.Sqs.QueueUrl != nil && !strings.ContainsAny(*a.Sqs.QueueUrl, "${}") {
 				if _, _, err := QueueURLParts(*a.Sqs.QueueUrl); err != nil {
 					add(SeverityError, "%s.sqs.queueUrl: %v", where, err)
 				}
