@@ -53,6 +53,9 @@ line:column) or the payload cannot be evaluated because it is not JSON.`,
 			}
 			res, err := q.Eval(&iotsql.Message{Topic: topic, Payload: payload, ClientID: clientID})
 			if err != nil {
+				if errors.Is(err, iotsql.ErrPayloadNotJSON) {
+					return withCode(2, fmt.Errorf("the payload is not JSON: %w", err))
+				}
 				return withCode(2, fmt.Errorf("evaluating: %w", err))
 			}
 			out := evalResult{Matched: res.Matched, Output: res.Output}
