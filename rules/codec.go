@@ -57,17 +57,6 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// decodeJSON parses data strictly into v (a pointer to an SDK type).
-func decodeJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var x any
-	if err := dec.Decode(&x); err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	return decodeValue("", x, reflect.ValueOf(v).Elem())
-}
-
 // decodeValue sets v from the generic JSON value x (decoded with UseNumber).
 func decodeValue(path string, x any, v reflect.Value) error {
 	if x == nil { // null is the same as absent
