@@ -26,6 +26,10 @@ type Rule struct {
 	Query   *iotsql.Query
 	// templates holds the compiled substitution template of every templated action field, by its text.
 	templates map[string]*iotsql.Template
+	// templatedActions[i] says whether action i has templates; templatedErrorAction the same for the
+	// errorAction. Actions without templates are used as they are, without a copy.
+	templatedActions     []bool
+	templatedErrorAction bool
 }
 
 // Disabled reports whether the rule is disabled (ruleDisabled: true): it deploys but never fires.
@@ -70,13 +74,16 @@ func (f *File) resolve(env Env) (*Rule, []error) {
 	p := f.Payload
 	p.AwsIotSqlVersion = aws.String(string(v))
 	p.Actions = make([]types.Action, len(f.Payload.Actions))
+	var templated bool
 	resolveAction := func(path string, a types.Action) types.Action {
+		templated = false
 		out, err := mapActionStrings(path, a, func(fp, s string) (string, error) {
 			s, err := env.Expand(s)
 			if err != nil {
 				return "", err
 			}
 			if isTemplated(fp, s) {
+				templated = true
 				if _, done := r.templates[s]; !done {
 					t, err := iotsql.CompileTemplate(s, v)
 					if err != nil {
@@ -93,12 +100,15 @@ func (f *File) resolve(env Env) (*Rule, []error) {
 		}
 		return out
 	}
+	r.templatedActions = make([]bool, len(f.Payload.Actions))
 	for i, a := range f.Payload.Actions {
 		p.Actions[i] = resolveAction(fmt.Sprintf("actions[%d]", i), a)
+		r.templatedActions[i] = templated
 	}
 	if f.Payload.ErrorAction != nil {
 		ea := resolveAction("errorAction", *f.Payload.ErrorAction)
 		p.ErrorAction = &ea
+		r.templatedErrorAction = templated
 	}
 	r.Payload = p
 	q, err := iotsql.Compile(aws.ToString(p.Sql), v)
@@ -149,7 +159,8 @@ type Invocation struct {
 	Output json.RawMessage
 	// Actions are the rule's actions, rendered for this message.
 	Actions []types.Action
-	// ErrorAction is the rule's error action rendered for this message, or nil.
+	// ErrorAction is the rule's error action rendered for this message, or nil. Actions and ErrorAction
+	// may share memory with the Rule: read them, do not modify them.
 	ErrorAction *types.Action
 }
 
@@ -168,22 +179,33 @@ func (r *Rule) Eval(m *iotsql.Message) (*Invocation, error) {
 	}
 	inv := &Invocation{Rule: r, Output: res.Output, Actions: make([]types.Action, len(r.Payload.Actions))}
 	for i, a := range r.Payload.Actions {
+		if !r.templatedActions[i] {
+			inv.Actions[i] = a
+			continue
+		}
 		if inv.Actions[i], err = r.RenderAction(a, m); err != nil {
 			return nil, fmt.Errorf("rule %s: actions[%d]: %w", r.Name, i, err)
 		}
 	}
-	if r.Payload.ErrorAction != nil {
-		ea, err := r.RenderAction(*r.Payload.ErrorAction, m)
-		if err != nil {
-			return nil, fmt.Errorf("rule %s: errorAction: %w", r.Name, err)
+	if ea := r.Payload.ErrorAction; ea != nil {
+		inv.ErrorAction = ea
+		if r.templatedErrorAction {
+			rendered, err := r.RenderAction(*ea, m)
+			if err != nil {
+				return nil, fmt.Errorf("rule %s: errorAction: %w", r.Name, err)
+			}
+			inv.ErrorAction = &rendered
 		}
-		inv.ErrorAction = &ea
 	}
 	return inv, nil
 }
 
-// RenderAction returns a copy of a (one of r's actions) with every substitution template rendered on m.
+// RenderAction returns a (one of r's actions) with every substitution template rendered on m: a copy
+// when it has templates, a itself (shared, not to be modified) when it has none.
 func (r *Rule) RenderAction(a types.Action, m *iotsql.Message) (types.Action, error) {
+	if len(r.templates) == 0 {
+		return a, nil
+	}
 	return mapActionStrings("", a, func(path, s string) (string, error) {
 		t, ok := r.templates[s]
 		if !ok || !isTemplated(path, s) {

@@ -60,6 +60,7 @@ func TestRulesEvalOutputShape(t *testing.T) {
 		{"invalid sql", "", []string{"--topic", "a", "--sql", "SELECT FROM 'a'"}, 2, "ERR: invalid SQL at 1:8"},
 		{"bad version", "", []string{"--topic", "a", "--sql-version", "2020-01-01", "--sql", "SELECT 1 FROM 'a'"}, 2, "ERR: --sql-version"},
 		{"not json", "temperature=31", []string{"--payload", "-", "--topic", "a", "--sql", "SELECT temperature FROM 'a'"}, 2, "ERR: the payload is not JSON"},
+		{"not json, select star", "hello", []string{"--payload", "-", "--topic", "a", "--sql", "SELECT * FROM 'a'"}, 2, "ERR: the payload is not JSON"},
 		{"missing payload file", "", []string{"--payload", "/nonexistent", "--topic", "a", "--sql", "SELECT 1 FROM 'a'"}, 2, "ERR: reading the payload"},
 	}
 	for _, tt := range tests {

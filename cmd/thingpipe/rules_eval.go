@@ -58,6 +58,10 @@ line:column) or the payload cannot be evaluated because it is not JSON.`,
 				}
 				return withCode(2, fmt.Errorf("evaluating: %w", err))
 			}
+			if res.Matched && len(res.Output) > 0 && !json.Valid(res.Output) {
+				// SELECT * on a binary payload passes its bytes through, as AWS does; they are not JSON.
+				return withCode(2, fmt.Errorf("the payload is not JSON: the SELECT output is its %d raw bytes", len(res.Output)))
+			}
 			out := evalResult{Matched: res.Matched, Output: res.Output}
 			if !out.Matched || len(out.Output) == 0 {
 				out.Output = json.RawMessage("null")

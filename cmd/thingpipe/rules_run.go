@@ -33,8 +33,8 @@ payload that is not JSON); see testdata/messages/.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%d rules from %s (account %s, %s), %d messages from %s\n",
-				len(rs), args[0], env.Account, env.Region, len(msgs), args[1])
+			fmt.Fprintf(out, "%s from %s (account %s, %s), %s from %s\n",
+				plural(len(rs), "rule"), args[0], env.Account, env.Region, plural(len(msgs), "message"), args[1])
 			failed := 0
 			for _, m := range msgs {
 				fmt.Fprintf(out, "\n%s: message on %s\n", m.Path, m.Topic)
@@ -55,4 +55,11 @@ payload that is not JSON); see testdata/messages/.`,
 	cmd.Flags().StringVar(&account, "account", rules.LocalEnv.Account, "AWS account id the rules are resolved for")
 	cmd.Flags().StringVar(&region, "region", rules.LocalEnv.Region, "AWS region the rules are resolved for")
 	return cmd
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
