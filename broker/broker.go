@@ -84,7 +84,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Sink = nopSink{}
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumQos = 1 // AWS IoT Core supports QoS 0 and 1 only; QoS 2 publishes are downgraded
+	caps.MaximumQos = 1 // AWS IoT Core supports QoS 0 and 1 only (QoS 2 publishes: see hook.OnPacketRead)
 	b := &Broker{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "broker"),

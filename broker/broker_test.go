@@ -540,7 +540,7 @@ func TestRepublishValidates(t *testing.T) {
 	}
 }
 
-func TestQoS2IsDowngraded(t *testing.T) {
+func TestConnackAdvertisesMaxQoS1(t *testing.T) {
 	b := startBroker(t, broker.Config{})
 	_, ca, err := dialV5(t, b.Addr(), "dev-q2", "")
 	if err != nil {
@@ -594,5 +594,42 @@ func TestStartFailsOnBusyPort(t *testing.T) {
 	if err := b.Start(t.Context()); err == nil {
 		_ = b.Close(t.Context())
 		t.Fatal("Start on a busy port succeeded")
+	}
+}
+
+func TestQoS2PublishClosesConnection(t *testing.T) {
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink})
+	c := connectV3(t, b.Addr(), "dev-q2")
+	tok := c.c.Publish("dt/dev-q2/telemetry", 2, false, []byte(`{}`))
+	tok.WaitTimeout(waitFor) // no PUBREC ever comes; the connection closes
+	ev := decodePresence(t, sink.waitTopic(t, broker.PresenceDisconnectedTopic("dev-q2"), 1)[0].Payload)
+	if ev.DisconnectReason != broker.ReasonClientError {
+		t.Errorf("disconnect reason %s, want %s", ev.DisconnectReason, broker.ReasonClientError)
+	}
+	if got := sink.withTopic("dt/dev-q2/telemetry"); len(got) != 0 {
+		t.Errorf("QoS 2 message reached the sink: %+v", got)
+	}
+}
+
+func TestWillMessageReachesSink(t *testing.T) {
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink})
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: "dev-will", Conn: conn})
+	_, err = c.Connect(t.Context(), &paho.Connect{
+		ClientID: "dev-will", CleanStart: true, KeepAlive: 30,
+		WillMessage: &paho.WillMessage{Topic: "dt/dev-will/status", QoS: 1, Payload: []byte(`{"online":false}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.TerminateConnectionForTest()
+	m := sink.waitTopic(t, "dt/dev-will/status", 1)[0]
+	if string(m.Payload) != `{"online":false}` || m.ClientID != "dev-will" {
+		t.Errorf("will in sink = %+v", m)
 	}
 }
