@@ -99,7 +99,7 @@ func TestFleetAgainstEmbeddedBroker(t *testing.T) {
 	sim, err := simulator.New(simulator.Config{
 		URL:                "mqtt://" + b.Addr(),
 		Devices:            6,
-		Rate:               60, // 10 per device per second
+		Rate:               60,               // 10 per device per second
 		Duration:           30 * time.Second, // a safety net: the test stops the run itself
 		Seed:               7,
 		AnomalyChance:      0.3,
