@@ -252,4 +252,6 @@ func (h mochiHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return mochiHandler{h.Handler.WithAttrs(attrs)}
 }
 
-func (h mochiHandler) WithGroup(name string) slog.Handler { return mochiHandler{h.Handler.WithGroup(name)} }
+func (h mochiHandler) WithGroup(name string) slog.Handler {
+	return mochiHandler{h.Handler.WithGroup(name)}
+}
