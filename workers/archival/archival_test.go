@@ -250,7 +250,11 @@ func TestBadRecordsArePermanent(t *testing.T) {
 		"no sequence number": noSeq,
 		"not JSON":           record(t, "shardId-0", 2, `{"a":`),
 		"invalid UTF-8":      record(t, "shardId-0", 3, string(corpus)),
-		"bad shard":          func() *message.Message { m := record(t, "x", 4, `{}`); m.Metadata.Set(tpkinesis.MetadataShardID, "../etc"); return m }(),
+		"bad shard": func() *message.Message {
+			m := record(t, "x", 4, `{}`)
+			m.Metadata.Set(tpkinesis.MetadataShardID, "../etc")
+			return m
+		}(),
 	} {
 		if err := a.Handle(m); !events.IsPermanent(err) {
 			t.Errorf("%s: want permanent, got %v", name, err)

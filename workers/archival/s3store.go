@@ -21,7 +21,9 @@ type S3Store struct {
 }
 
 // NewS3Store returns a store for bucket.
-func NewS3Store(client S3API, bucket string) *S3Store { return &S3Store{client: client, bucket: bucket} }
+func NewS3Store(client S3API, bucket string) *S3Store {
+	return &S3Store{client: client, bucket: bucket}
+}
 
 // Put writes body at key, replacing any object there (a retried batch overwrites itself).
 func (s *S3Store) Put(ctx context.Context, key string, body []byte) error {
