@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -32,9 +33,15 @@ type Config struct {
 	Policies    []Policy `json:"policies"` // default DefaultPolicies()
 	Source      string   `json:"source"`
 	// NotifyLease is how long a worker holds the claim to send an email; sending gets half of it.
-	NotifyLease time.Duration    `json:"notifyLease"`
-	Logger      *slog.Logger     `json:"-"`
-	Now         func() time.Time `json:"-"`
+	NotifyLease time.Duration `json:"notifyLease"`
+	// StateCacheTTL lets a worker skip the DynamoDB read for a reading that would change nothing in
+	// the state it read less than this long ago (a hot reading of a FIRING alert, a normal reading
+	// of a quiet one). Writes are never skipped and stay conditional. Cost: when another worker
+	// changed the state meanwhile (shard handover), a transition can come up to this much later.
+	// Default 5s; negative disables the cache.
+	StateCacheTTL time.Duration    `json:"stateCacheTTL"`
+	Logger        *slog.Logger     `json:"-"`
+	Now           func() time.Time `json:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +61,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NotifyLease == 0 {
 		c.NotifyLease = 30 * time.Second
+	}
+	if c.StateCacheTTL == 0 {
+		c.StateCacheTTL = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -116,6 +126,7 @@ type Stage struct {
 	store    Store
 	notifier Notifier
 	pub      EventPublisher
+	cache    stateCache
 }
 
 // New returns the stage.
@@ -126,7 +137,7 @@ func New(cfg Config, store Store, notifier Notifier, pub EventPublisher) (*Stage
 	if store == nil || notifier == nil || pub == nil {
 		return nil, errors.New("alerting: store, notifier and publisher are required")
 	}
-	return &Stage{cfg: cfg.withDefaults(), store: store, notifier: notifier, pub: pub}, nil
+	return &Stage{cfg: cfg.withDefaults(), store: store, notifier: notifier, pub: pub, cache: stateCache{m: map[string]cachedState{}}}, nil
 }
 
 // Handle is the watermill handler for the telemetry stream. The thing is the Kinesis partition key;
@@ -177,6 +188,9 @@ func (s *Stage) Process(ctx context.Context, tel events.Telemetry, shard, seq st
 		}
 		r := Reading{Value: v, At: at, Shard: shard, Seq: seq}
 		key := Key(tel.ThingName, p.Name)
+		if s.unchanged(key, p, r) {
+			continue
+		}
 		var mine []Kind
 		st, _, err := s.store.Update(ctx, key, func(st *State, _ bool) (bool, error) {
 			mine = mine[:0]
@@ -200,6 +214,7 @@ func (s *Stage) Process(ctx context.Context, tel events.Telemetry, shard, seq st
 		if err != nil {
 			return fmt.Errorf("alerting %s: %w", key, err)
 		}
+		s.cache.put(key, st, s.cfg.Now())
 		for _, k := range mine {
 			id := st.Firing.ID
 			if k == KindResolved {
@@ -285,4 +300,50 @@ func outcomeEvent(source string, n Notification) (events.Envelope, error) {
 		IncidentID: st.IncidentID, Policy: p.Name, Severity: p.Severity, Metric: p.Metric, Comparison: string(p.Comparison),
 		Threshold: p.Threshold, Value: st.FiredValue, Since: ms(st.BreachSince), FiredAt: ms(st.FiredAt), Consecutive: p.Consecutive,
 	})
+}
+
+// unchanged reports whether r would leave key's recently read state as it is, with nothing owed.
+func (s *Stage) unchanged(key string, p Policy, r Reading) bool {
+	if s.cfg.StateCacheTTL < 0 {
+		return false
+	}
+	st, ok := s.cache.get(key, s.cfg.Now(), s.cfg.StateCacheTTL)
+	if !ok || st.Firing.Pending() || st.Resolved.Pending() {
+		return false
+	}
+	changed, _ := Evaluate(p, &st, r)
+	return !changed
+}
+
+// maxCached bounds the cache; past it the cache starts over.
+const maxCached = 100_000
+
+type cachedState struct {
+	st State
+	at time.Time
+}
+
+// stateCache holds the last state each key was read or written with.
+type stateCache struct {
+	mu sync.Mutex
+	m  map[string]cachedState
+}
+
+func (c *stateCache) get(key string, now time.Time, ttl time.Duration) (State, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || now.Sub(e.at) >= ttl {
+		return State{}, false
+	}
+	return e.st, true
+}
+
+func (c *stateCache) put(key string, st State, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCached {
+		clear(c.m)
+	}
+	c.m[key] = cachedState{st: st, at: now}
 }

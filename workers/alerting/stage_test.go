@@ -47,6 +47,10 @@ func setup(t *testing.T) env {
 
 // stage builds one worker with its own clients, as a separate process would have.
 func (e env) stage(t *testing.T, policies []Policy, lease time.Duration, wrap func(Notifier) Notifier) *Stage {
+	return e.stageTTL(t, policies, lease, wrap, 0)
+}
+
+func (e env) stageTTL(t *testing.T, policies []Policy, lease time.Duration, wrap func(Notifier) Notifier, ttl time.Duration) *Stage {
 	t.Helper()
 	snsc := sns.NewFromConfig(e.cfg)
 	var n Notifier
@@ -61,7 +65,7 @@ func (e env) stage(t *testing.T, policies []Policy, lease time.Duration, wrap fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{AlertsTable: e.table, Policies: policies, NotifyLease: lease}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), n, pub)
+	s, err := New(Config{AlertsTable: e.table, Policies: policies, NotifyLease: lease, StateCacheTTL: ttl}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), n, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,10 +123,17 @@ func storm(t *testing.T, workers []*Stage, msgs []*message.Message) {
 }
 
 func TestAlertStormGivesOneFiringAndOneResolved(t *testing.T) {
+	t.Run("1000 readings, state cache", func(t *testing.T) { testStorm(t, 1000, 0) })
+	// Without the cache every reading reads and races on the item: the conditional writes alone
+	// must keep it to one email each.
+	t.Run("300 readings, no cache", func(t *testing.T) { testStorm(t, 300, -1) })
+}
+
+func testStorm(t *testing.T, hot int, ttl time.Duration) {
 	e := setup(t)
-	workers := []*Stage{e.stage(t, nil, 2*time.Second, nil), e.stage(t, nil, 2*time.Second, nil)}
+	workers := []*Stage{e.stageTTL(t, nil, 2*time.Second, nil, ttl), e.stageTTL(t, nil, 2*time.Second, nil, ttl)}
 	var msgs []*message.Message
-	for i := range 1000 {
+	for i := range hot {
 		msgs = append(msgs, reading("dev-42", i, fmt.Sprintf(`{"temperature":%.1f}`, 93+float64(i%10)/10)))
 	}
 	storm(t, workers, msgs)
@@ -136,7 +147,7 @@ func TestAlertStormGivesOneFiringAndOneResolved(t *testing.T) {
 		t.Errorf("notification %s", n)
 	}
 	var cool []*message.Message
-	for i := 1000; i < 1200; i++ {
+	for i := hot; i < hot+200; i++ {
 		cool = append(cool, reading("dev-42", i, `{"temperature":70}`))
 	}
 	storm(t, workers, cool)
@@ -155,9 +166,12 @@ func TestAlertStormGivesOneFiringAndOneResolved(t *testing.T) {
 	if evs[events.TypeAlertFiring] != 1 || evs[events.TypeAlertResolved] != 1 || len(evs) != 2 {
 		t.Errorf("outcome events %v", evs)
 	}
-	t.Logf("API calls for 1,200 readings: %v", e.calls.Snapshot())
+	t.Logf("API calls for %d readings: %v", hot+200, e.calls.Snapshot())
 	if got := e.calls.Get("SNS", "PublishBatch"); got != 2 {
 		t.Errorf("PublishBatch calls = %d, want 2", got)
+	}
+	if reads := e.calls.Get("DynamoDB", "GetItem"); ttl >= 0 && reads > int64(hot+200)/4 {
+		t.Errorf("%d DynamoDB reads for %d readings: the state cache is not skipping no-op readings", reads, hot+200)
 	}
 }
 
