@@ -31,7 +31,7 @@ type Config struct {
 	// Stages this process runs (any subset of provisioning, binding, alerting, archival).
 	Stages []string `json:"stages"`
 	// HTTPAddr serves /metrics, /healthz and /readyz.
-	HTTPAddr string `json:"http_addr"`
+	HTTPAddr string    `json:"http_addr"`
 	Log      LogConfig `json:"log"`
 	// ShutdownTimeout bounds graceful shutdown: finishing in-flight messages, closing subscribers
 	// (SQS deletes, Kinesis checkpoints and leases) and the stages' own flushes.
@@ -530,7 +530,7 @@ func Load(path string, environ []string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("config: %w", err)
 		}
-		if cfg, err = parseYAML(cfg, data); err != nil {
+		if cfg, err = parseYAML(cfg, data, path); err != nil {
 			return Config{}, err
 		}
 	}

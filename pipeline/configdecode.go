@@ -206,10 +206,11 @@ func yamlToRaw(data []byte) (any, error) {
 }
 
 // parseYAML decodes a config file over cfg: keys it sets replace cfg's values, lists as a whole.
-func parseYAML(cfg Config, data []byte) (Config, error) {
+// name is the file name, for syntax errors.
+func parseYAML(cfg Config, data []byte, name string) (Config, error) {
 	raw, err := yamlToRaw(data)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return Config{}, fmt.Errorf("config: %s: %w", name, err)
 	}
 	if raw == nil { // empty file
 		return cfg, nil
@@ -251,7 +252,11 @@ func envRaw(t reflect.Type, s string) (any, error) {
 	case reflect.String:
 		return s, nil
 	case reflect.Int, reflect.Float64:
-		return json.Number(strings.TrimSpace(s)), nil
+		n := json.Number(strings.TrimSpace(s))
+		if _, err := n.Float64(); err != nil {
+			return s, nil // decodeValue reports it with the key
+		}
+		return n, nil
 	case reflect.Bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {

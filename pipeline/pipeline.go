@@ -138,8 +138,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Info("shutting down", slog.Duration("timeout", p.opts.ShutdownTimeout))
 	case e := <-exits:
 		p.setRunning(e.r.stage.Name, false)
-		if e.err != nil {
-			runErr = fmt.Errorf("pipeline: stage %s: %w", e.r.stage.Name, e.err)
+		if err := errors.Join(e.err, e.r.gate.subscribeErr()); err != nil {
+			runErr = fmt.Errorf("pipeline: stage %s: %w", e.r.stage.Name, err)
 		} else {
 			runErr = fmt.Errorf("pipeline: stage %s stopped: its subscription ended", e.r.stage.Name)
 		}
@@ -191,17 +191,20 @@ type stageRunner struct {
 
 func (p *Pipeline) newStageRunner(s Stage, hardStop context.Context) (*stageRunner, error) {
 	log := p.log.With(slog.String("stage", s.Name))
-	// Watermill's own info logs (handler added, router started) are debug detail here.
+	// Watermill's own info logs (handler added, router started) are debug detail here, and its
+	// "Handler returned error" repeats the nack that observe already logs with more context.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With(slog.String("component", "watermill")),
-		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: p.opts.ShutdownTimeout}, wlog)
+		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn})
+	// The shutdown deadline is enforced by shutdown(); the router's own timeout is only a backstop
+	// for handlers that ignore their cancelled context, so that Run still returns.
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: p.opts.ShutdownTimeout + 5*time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: stage %s: %w", s.Name, err)
 	}
 	r := &stageRunner{
 		stage:    s,
 		router:   router,
-		gate:     newGate(s.Subscriber),
+		gate:     newGate(s.Subscriber, hardStop),
 		log:      log,
 		metrics:  p.opts.Metrics,
 		tracer:   p.opts.TracerProvider.Tracer("github.com/thingpipe/thingpipe/pipeline"),
@@ -277,32 +280,52 @@ func within(ctx context.Context, f func() error) error {
 	}
 }
 
-// gate sits between the router and the stage's subscriber. Closing it stops deliveries into the
-// router at once without closing the subscriber, which the Pipeline closes only after in-flight
-// messages have been acked (watermill's router would close the subscriber first, and an SQS delete or
-// Kinesis checkpoint for a message finishing after that would be lost).
+// gate sits between the router and the stage's subscriber, for two reasons:
+//
+//   - Closing it stops deliveries into the router at once without closing the subscriber, which the
+//     Pipeline closes only after in-flight messages have been acked (watermill's router closes the
+//     subscriber first, and an SQS delete or Kinesis checkpoint for a message finishing after that
+//     would be lost).
+//   - It subscribes with its own context, not the router's: the router cancels the subscription
+//     context as soon as it starts closing, and subscribers derive message contexts from it, which
+//     would cancel the I/O of the very handlers shutdown is waiting for.
+//
+// A failed Subscribe is recorded and turned into an ended subscription, because watermill's router
+// leaks a goroutine when Subscribe fails during Run.
 type gate struct {
 	inner message.Subscriber
+	ctx   context.Context
 	stop  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+
+	mu  sync.Mutex
+	err error
 }
 
-func newGate(inner message.Subscriber) *gate {
-	return &gate{inner: inner, stop: make(chan struct{})}
+func newGate(inner message.Subscriber, ctx context.Context) *gate {
+	return &gate{inner: inner, ctx: ctx, stop: make(chan struct{})}
 }
 
-func (g *gate) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	in, err := g.inner.Subscribe(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
+func (g *gate) Subscribe(routerCtx context.Context, topic string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
+	in, err := g.inner.Subscribe(g.ctx, topic)
+	if err != nil {
+		g.mu.Lock()
+		if g.err == nil {
+			g.err = fmt.Errorf("subscribing to %s: %w", topic, err)
+		}
+		g.mu.Unlock()
+		close(out)
+		return out, nil
+	}
 	g.wg.Go(func() {
 		defer close(out)
 		for {
 			select {
 			case <-g.stop:
+				return
+			case <-routerCtx.Done():
 				return
 			case msg, ok := <-in:
 				if !ok {
@@ -333,3 +356,10 @@ func (g *gate) Close() error {
 }
 
 func (g *gate) wait() { g.wg.Wait() }
+
+// subscribeErr is the first Subscribe error, if any.
+func (g *gate) subscribeErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
