@@ -239,27 +239,37 @@ func NewMux(m *Metrics, h *Health) *http.ServeMux {
 // Business outcomes such as a failed DynamoDB condition, throttling the SDK retried, or the caller's
 // own cancellation do not count.
 func ReportAWSErrors(cfg *aws.Config, h *Health) {
+	const id = "thingpipe.health"
+	mw := middleware.InitializeMiddlewareFunc(id,
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			if err != nil && unhealthyAWSError(err) {
+				h.ReportError("aws."+awsmiddleware.GetServiceID(ctx),
+					fmt.Errorf("%s: %w", awsmiddleware.GetOperationName(ctx), err))
+			}
+			return out, md, err
+		})
 	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("thingpipe.health",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				out, md, err := next.HandleInitialize(ctx, in)
-				if err != nil && unhealthyAWSError(err) {
-					h.ReportError("aws."+awsmiddleware.GetServiceID(ctx),
-						fmt.Errorf("%s: %w", awsmiddleware.GetOperationName(ctx), err))
-				}
-				return out, md, err
-			}), middleware.After)
+		// A config copied from one already instrumented reports to the newest Health only.
+		if _, ok := stack.Initialize.Get(id); ok {
+			_, err := stack.Initialize.Swap(id, mw)
+			return err
+		}
+		return stack.Initialize.Add(mw, middleware.After)
 	})
 }
 
-// unhealthyCodes are 4xx error codes that mean the process cannot do its work (as opposed to an
+// unhealthyCode reports 4xx error codes that mean the process cannot do its work (as opposed to an
 // answer about the data, like ConditionalCheckFailedException).
-var unhealthyCodes = map[string]bool{
-	"AccessDenied": true, "AccessDeniedException": true, "UnrecognizedClientException": true,
-	"InvalidClientTokenId": true, "ExpiredToken": true, "ExpiredTokenException": true,
-	"SignatureDoesNotMatch": true, "InvalidSignatureException": true, "MissingAuthenticationToken": true,
-	"ResourceNotFoundException": true, "AWS.SimpleQueueService.NonExistentQueue": true,
-	"QueueDoesNotExist": true, "NoSuchBucket": true, "NotFound": true,
+func unhealthyCode(code string) bool {
+	switch code {
+	case "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
+		"ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "InvalidSignatureException",
+		"MissingAuthenticationToken", "ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
+		"QueueDoesNotExist", "NoSuchBucket", "NotFound":
+		return true
+	}
+	return false
 }
 
 func unhealthyAWSError(err error) bool {
@@ -268,11 +278,12 @@ func unhealthyAWSError(err error) bool {
 	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
-		if re.HTTPStatusCode() >= 500 {
+		// Status 0: the request was never answered (connection refused, DNS, TLS).
+		if code := re.HTTPStatusCode(); code == 0 || code >= 500 {
 			return true
 		}
 		var ae smithy.APIError
-		return errors.As(err, &ae) && unhealthyCodes[ae.ErrorCode()]
+		return errors.As(err, &ae) && unhealthyCode(ae.ErrorCode())
 	}
 	// No response at all: connection refused, DNS, TLS, credentials that could not be loaded.
 	return true
