@@ -1,0 +1,273 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
+)
+
+// Publisher is a watermill message.Publisher writing to Kinesis with PutRecords. The topic is the
+// stream name.
+type Publisher struct {
+	cfg PublisherConfig
+
+	mu       sync.Mutex
+	closed   bool
+	streams  map[string]bool // streams known to exist, when CreateStream is set
+	inFlight sync.WaitGroup
+}
+
+var _ message.Publisher = (*Publisher)(nil)
+
+// NewPublisher validates cfg and returns a Publisher.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Publisher{cfg: cfg, streams: map[string]bool{}}, nil
+}
+
+// PublishError is returned when records are still failing after MaxAttempts.
+type PublishError struct {
+	Stream    string
+	Failed    int    // records not written
+	ErrorCode string // the last per-entry error code or API error
+	Attempts  int
+	Err       error // the last API error, if any
+}
+
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("kinesis: publishing to %s: %d records not written after %d attempts (last error %s)", e.Stream, e.Failed, e.Attempts, e.ErrorCode)
+}
+
+func (e *PublishError) Unwrap() error { return e.Err }
+
+// RecordTooLargeError is returned for a message whose record exceeds the 1 MiB Kinesis limit.
+type RecordTooLargeError struct {
+	UUID string
+	Size int
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("kinesis: message %s: record of %d bytes exceeds the 1 MiB limit", e.UUID, e.Size)
+}
+
+// Publish writes msgs to the stream topic, in batches of up to 500 records and 5 MiB. It returns
+// once every record is written or the retries are spent. Records of one call keep their order
+// within a partition key unless some entries had to be retried.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.inFlight.Add(1)
+	p.mu.Unlock()
+	defer p.inFlight.Done()
+	if topic == "" {
+		return &ConfigError{"topic", "stream name is empty"}
+	}
+	ctx := context.Background()
+	if len(msgs) > 0 && msgs[0].Context() != nil {
+		// Keep values (tracing) but not cancellation: a message must not be half-published.
+		ctx = context.WithoutCancel(msgs[0].Context())
+	}
+	if err := p.ensureStream(ctx, topic); err != nil {
+		return err
+	}
+
+	batch := make([]types.PutRecordsRequestEntry, 0, min(len(msgs), maxRecordsPerPut))
+	size := 0
+	for _, msg := range msgs {
+		entry, err := p.entry(msg)
+		if err != nil {
+			return err
+		}
+		n := len(entry.Data) + len(*entry.PartitionKey)
+		if len(batch) == maxRecordsPerPut || size+n > maxBytesPerPut {
+			if err := p.put(ctx, topic, batch); err != nil {
+				return err
+			}
+			batch, size = batch[:0], 0
+		}
+		batch = append(batch, entry)
+		size += n
+	}
+	if len(batch) > 0 {
+		return p.put(ctx, topic, batch)
+	}
+	return nil
+}
+
+func (p *Publisher) entry(msg *message.Message) (types.PutRecordsRequestEntry, error) {
+	pk := msg.Metadata.Get(MetadataPartitionKey)
+	if pk == "" {
+		pk = msg.UUID
+	}
+	if pk == "" {
+		return types.PutRecordsRequestEntry{}, fmt.Errorf("kinesis: message has neither %s metadata nor a UUID for the partition key", MetadataPartitionKey)
+	}
+	if len(pk) > maxPartitionKeyLen {
+		return types.PutRecordsRequestEntry{}, fmt.Errorf("kinesis: message %s: partition key of %d bytes exceeds %d", msg.UUID, len(pk), maxPartitionKeyLen)
+	}
+	data := []byte(msg.Payload)
+	if !p.cfg.RawPayload {
+		data = appendEnvelope(make([]byte, 0, envelopeSize(msg.UUID, msg.Metadata, msg.Payload)), msg.UUID, msg.Metadata, msg.Payload)
+	}
+	if len(data)+len(pk) > maxBytesPerRecord {
+		return types.PutRecordsRequestEntry{}, &RecordTooLargeError{UUID: msg.UUID, Size: len(data) + len(pk)}
+	}
+	return types.PutRecordsRequestEntry{Data: data, PartitionKey: aws.String(pk)}, nil
+}
+
+// put writes one batch, retrying the failed entries (per-entry errors such as
+// ProvisionedThroughputExceededException, and throttled or failed calls) with backoff.
+func (p *Publisher) put(ctx context.Context, stream string, entries []types.PutRecordsRequestEntry) error {
+	pending := entries
+	var lastCode string
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		out, err := p.cfg.Client.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: pending})
+		switch {
+		case err != nil && !retryableKinesisError(err):
+			return fmt.Errorf("kinesis: PutRecords to %s: %w", stream, err)
+		case err != nil:
+			lastErr, lastCode = err, errorCode(err)
+		case aws.ToInt32(out.FailedRecordCount) == 0:
+			return nil
+		default:
+			// Keep only the failed entries, in their original order.
+			failed := pending[:0:0]
+			for i, r := range out.Records {
+				if r.ErrorCode != nil && i < len(pending) {
+					failed = append(failed, pending[i])
+					lastCode = aws.ToString(r.ErrorCode)
+				}
+			}
+			if len(failed) == 0 { // FailedRecordCount without per-entry codes: retry all
+				failed = pending
+			}
+			pending, lastErr = failed, nil
+		}
+		if attempt >= p.cfg.MaxAttempts {
+			return &PublishError{Stream: stream, Failed: len(pending), ErrorCode: lastCode, Attempts: attempt, Err: lastErr}
+		}
+		p.cfg.Logger.Debug("kinesis: retrying PutRecords", "stream", stream, "records", len(pending), "attempt", attempt, "error", lastCode)
+		if err := sleepCtx(ctx, backoff(p.cfg.RetryBaseDelay, p.cfg.RetryMaxDelay, attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *Publisher) ensureStream(ctx context.Context, stream string) error {
+	if !p.cfg.CreateStream {
+		return nil
+	}
+	p.mu.Lock()
+	known := p.streams[stream]
+	p.mu.Unlock()
+	if known {
+		return nil
+	}
+	if err := createStream(ctx, p.cfg.Client, stream, p.cfg.ShardCount); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.streams[stream] = true
+	p.mu.Unlock()
+	return nil
+}
+
+// Close waits for running Publish calls and makes later ones fail with ErrClosed.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.inFlight.Wait()
+	return nil
+}
+
+// createStream creates stream if it does not exist and waits until it is ACTIVE.
+func createStream(ctx context.Context, c StreamCreator, stream string, shards int32) error {
+	_, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(shards)})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("kinesis: creating stream %s: %w", stream, err)
+	}
+	for attempt := 1; ; attempt++ {
+		out, err := c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err != nil {
+			return fmt.Errorf("kinesis: describing stream %s: %w", stream, err)
+		}
+		if out.StreamDescriptionSummary != nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
+			return nil
+		}
+		if err := sleepCtx(ctx, backoff(100*time.Millisecond, 2*time.Second, attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// retryableKinesisError is true for throttling and transient service errors.
+func retryableKinesisError(err error) bool {
+	var pte *types.ProvisionedThroughputExceededException
+	var kte *types.KMSThrottlingException
+	var lee *types.LimitExceededException
+	var ife *types.InternalFailureException
+	if errors.As(err, &pte) || errors.As(err, &kte) || errors.As(err, &lee) || errors.As(err, &ife) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure", "InternalServerError":
+			return true
+		}
+	}
+	return false
+}
+
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return err.Error()
+}
+
+// backoff is exponential with full jitter: a random wait in [d/2, d], d = base·2^(attempt-1) ≤ max.
+func backoff(base, max time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

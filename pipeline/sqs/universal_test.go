@@ -1,0 +1,74 @@
+package sqs
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+)
+
+// The universal suite runs in its short mode (ForceShort): 100 messages and 10 subscribers instead
+// of 5,000 and 50, because moto's SQS slows down as queues deepen (see docs/sqs.md).
+func universalConstructor(client testClientAPI, pubCfg PublisherConfig) tests.PubSubConstructor {
+	return func(t *testing.T) (message.Publisher, message.Subscriber) {
+		sub, err := NewSubscriber(fastConfig(client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubCfg.Client = client
+		pubCfg.Logger = quietLogger()
+		pub, err := NewPublisher(pubCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub, sub
+	}
+}
+
+type testClientAPI interface {
+	SubscriberAPI
+	PublisherAPI
+}
+
+func TestUniversalStandardQueue(t *testing.T) {
+	t.Parallel()
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:      false, // a queue is one group; fan-out is SNS's job
+		ExactlyOnceDelivery: false,
+		GuaranteedOrder:     false, // standard queues do not keep order
+		Persistent:          true,
+		ForceShort:          true,
+	}, universalConstructor(testClient(t), PublisherConfig{}), nil)
+}
+
+// fifoTopics appends ".fifo" to every topic, since the suite derives topics by appending suffixes.
+type fifoPub struct{ message.Publisher }
+
+func (p fifoPub) Publish(topic string, msgs ...*message.Message) error {
+	return p.Publisher.Publish(topic+".fifo", msgs...)
+}
+
+type fifoSub struct{ *Subscriber }
+
+func (s fifoSub) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.Subscriber.Subscribe(ctx, topic+".fifo")
+}
+func (s fifoSub) SubscribeInitialize(topic string) error {
+	return s.Subscriber.SubscribeInitialize(topic + ".fifo")
+}
+
+func TestUniversalFIFOQueue(t *testing.T) {
+	t.Parallel()
+	construct := universalConstructor(testClient(t), PublisherConfig{DefaultMessageGroupID: "all"})
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:      false,
+		ExactlyOnceDelivery: false,
+		GuaranteedOrder:     true, // one message group: SQS and the subscriber keep its order
+		Persistent:          true,
+		ForceShort:          true,
+	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+		pub, sub := construct(t)
+		return fifoPub{pub}, fifoSub{sub.(*Subscriber)}
+	}, nil)
+}

@@ -1,0 +1,522 @@
+package iotsql
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// msgState is a Message's private cache: the decoded payload and scratch space reused by every
+// evaluation of the message.
+type msgState struct {
+	ptr     *byte // identity of the payload that was decoded
+	n       int
+	decoded bool
+	isJSON  bool
+	d       doc
+	stack   []value
+	now     time.Time
+	decodes int // how many times the payload was decoded (tests check it is at most once)
+}
+
+// state returns m's cache, resetting it when the payload changed since the last evaluation.
+func (m *Message) state() *msgState {
+	st := &m.st
+	var ptr *byte
+	if len(m.Payload) > 0 {
+		ptr = unsafe.SliceData(m.Payload)
+	}
+	if st.decoded && (st.ptr != ptr || st.n != len(m.Payload)) {
+		st.decoded = false
+	}
+	return st
+}
+
+// root returns the decoded payload, decoding it on first use.
+func (m *Message) root() (value, bool) {
+	st := &m.st
+	if !st.decoded {
+		st.decoded = true
+		st.ptr, st.n = nil, len(m.Payload)
+		if len(m.Payload) > 0 {
+			st.ptr = unsafe.SliceData(m.Payload)
+		}
+		st.decodes++
+		st.isJSON = st.d.parse(string(m.Payload)) == nil
+	}
+	if !st.isJSON {
+		return undef, false
+	}
+	return st.d.value(0), true
+}
+
+type evaluator struct {
+	m       *Message
+	st      *msgState
+	v2      bool
+	version Version
+	err     error
+	// row is the current row of a nested query; payload when !inRow.
+	row   value
+	inRow bool
+}
+
+// current returns the value names are resolved against.
+func (ev *evaluator) current() value {
+	if ev.inRow {
+		return ev.row
+	}
+	return ev.payload()
+}
+
+func (ev *evaluator) payload() value {
+	v, ok := ev.m.root()
+	if !ok && ev.err == nil {
+		ev.err = ErrPayloadNotJSON
+	}
+	return v
+}
+
+// norm applies the 2016-03-23 rule that whole-number Decimals are Ints to values read from JSON.
+func (ev *evaluator) norm(v value) value {
+	if v.k == kDec {
+		return decV(v.f, ev.v2)
+	}
+	return v
+}
+
+func (ev *evaluator) eval(e expr) value {
+	switch x := e.(type) {
+	case *litExpr:
+		return x.v
+	case *accessExpr:
+		var v value
+		if x.base == nil {
+			v = ev.current()
+		} else {
+			v = ev.eval(x.base)
+		}
+		for _, s := range x.segs {
+			if s.idx == nil {
+				v = v.member(s.name)
+				continue
+			}
+			iv := ev.eval(s.idx)
+			if v.k == kArr {
+				i, ok := iv.toIntFloor()
+				if !ok {
+					return undef
+				}
+				v = v.index(i)
+			} else if v.k == kObj && iv.k == kStr {
+				v = v.member(iv.s)
+			} else {
+				return undef
+			}
+		}
+		return ev.norm(v)
+	case *starExpr:
+		return ev.payload()
+	case *unaryExpr:
+		v := ev.eval(x.x)
+		if x.op == tNot {
+			b, ok := v.toBool()
+			if !ok {
+				return undef
+			}
+			return boolV(!b)
+		}
+		return ev.neg(v)
+	case *binExpr:
+		return ev.binary(x)
+	case *callExpr:
+		return ev.call(x)
+	case *caseExpr:
+		return ev.caseOf(x)
+	case *objLit:
+		o := &object{keys: make([]string, 0, len(x.keys)), vals: make([]value, 0, len(x.keys))}
+		for i, k := range x.keys {
+			o.set(k, ev.eval(x.vals[i]))
+		}
+		return objV(o)
+	case *arrLit:
+		a := make([]value, 0, len(x.elems))
+		for _, el := range x.elems {
+			a = append(a, ev.eval(el))
+		}
+		return arrV(a)
+	case *subquery:
+		return ev.subquery(x.q)
+	}
+	return undef
+}
+
+func (ev *evaluator) neg(v value) value {
+	switch v.k {
+	case kInt:
+		if v.i == math.MinInt64 {
+			return decV(-float64(v.i), ev.v2)
+		}
+		return intV(-v.i)
+	case kDec:
+		return decV(-v.f, ev.v2)
+	case kStr:
+		if f, ok := parseDecimalString(v.s); ok {
+			return decV(-f, ev.v2)
+		}
+	}
+	return undef
+}
+
+func (ev *evaluator) binary(x *binExpr) value {
+	switch x.op {
+	case tAnd, tOr:
+		l, r := ev.eval(x.l), ev.eval(x.r)
+		a, ok1 := l.toBool()
+		b, ok2 := r.toBool()
+		if !ok1 || !ok2 {
+			return undef
+		}
+		if x.op == tAnd {
+			return boolV(a && b)
+		}
+		return boolV(a || b)
+	}
+	l := ev.eval(x.l)
+	r := ev.eval(x.r)
+	switch x.op {
+	case tEq:
+		eq, ok := equal(l, r)
+		if !ok {
+			return undef
+		}
+		return boolV(eq)
+	case tNe:
+		if l.k == kNull && r.k == kNull {
+			return falseV
+		}
+		eq, ok := equal(l, r)
+		if !ok {
+			return undef
+		}
+		return boolV(!eq)
+	case tLt, tLe, tGt, tGe:
+		return compare(x.op, l, r)
+	case tIn:
+		return inArray(l, r)
+	case tIdent: // CONTAINS
+		return contains(l, r)
+	case tConcat:
+		return concatValues(ev, []value{l, r})
+	}
+	return arith(x.op, l, r, ev.v2)
+}
+
+func compare(op tokKind, l, r value) value {
+	var c int
+	if l.k == kInt && r.k == kInt {
+		switch {
+		case l.i < r.i:
+			c = -1
+		case l.i > r.i:
+			c = 1
+		}
+	} else {
+		if (l.k != kInt && l.k != kDec && l.k != kStr) || (r.k != kInt && r.k != kDec && r.k != kStr) {
+			return undef
+		}
+		a, ok1 := l.toDecimal()
+		b, ok2 := r.toDecimal()
+		if !ok1 || !ok2 {
+			return undef
+		}
+		switch {
+		case a < b:
+			c = -1
+		case a > b:
+			c = 1
+		}
+	}
+	switch op {
+	case tLt:
+		return boolV(c < 0)
+	case tLe:
+		return boolV(c <= 0)
+	case tGt:
+		return boolV(c > 0)
+	}
+	return boolV(c >= 0)
+}
+
+// inArray implements "x IN array": true when an element equals x (by the "=" rules).
+func inArray(l, r value) value {
+	if l.k == kUndef || r.k != kArr {
+		return undef
+	}
+	it := r.iter()
+	for {
+		e, ok := it.next()
+		if !ok {
+			return falseV
+		}
+		if eq, ok := equal(l, e); ok && eq {
+			return trueV
+		}
+	}
+}
+
+// contains implements "array CONTAINS x" and "string CONTAINS string".
+func contains(l, r value) value {
+	switch {
+	case l.k == kStr && r.k == kStr:
+		return boolV(strings.Contains(l.s, r.s))
+	case l.k == kArr && r.k != kUndef:
+		return inArray(r, l)
+	}
+	return undef
+}
+
+// arith implements + - * / % following the reference's operator tables.
+func arith(op tokKind, l, r value, v2 bool) value {
+	if op == tPlus && (l.k == kStr || r.k == kStr) {
+		a, ok1 := l.toStr(v2)
+		b, ok2 := r.toStr(v2)
+		if !ok1 || !ok2 {
+			return undef
+		}
+		return strV(a + b)
+	}
+	if l.k == kInt && r.k == kInt {
+		a, b := l.i, r.i
+		switch op {
+		case tPlus:
+			s := a + b
+			if (s > a) == (b > 0) {
+				return intV(s)
+			}
+		case tMinus:
+			s := a - b
+			if (s < a) == (b > 0) {
+				return intV(s)
+			}
+		case tStar:
+			if a == 0 || b == 0 {
+				return intV(0)
+			}
+			s := a * b
+			if s/b == a && !(a == -1 && b == math.MinInt64) && !(b == -1 && a == math.MinInt64) {
+				return intV(s)
+			}
+		case tSlash:
+			if b == 0 {
+				return undef
+			}
+			if a == math.MinInt64 && b == -1 {
+				break
+			}
+			return intV(a / b)
+		case tPercent:
+			if b == 0 {
+				return undef
+			}
+			if b == -1 {
+				return intV(0)
+			}
+			return intV(a % b)
+		}
+		// Int overflow: the reference's Int has 34 digits; we fall back to a Decimal.
+		return arithFloat(op, float64(a), float64(b), v2)
+	}
+	ok := func(v value) bool { return v.k == kInt || v.k == kDec || (v.k == kStr && op != tPlus) }
+	if !ok(l) || !ok(r) {
+		return undef
+	}
+	a, ok1 := l.toDecimal()
+	b, ok2 := r.toDecimal()
+	if !ok1 || !ok2 {
+		return undef
+	}
+	return arithFloat(op, a, b, v2)
+}
+
+func arithFloat(op tokKind, a, b float64, v2 bool) value {
+	switch op {
+	case tPlus:
+		return decV(a+b, v2)
+	case tMinus:
+		return decV(a-b, v2)
+	case tStar:
+		return decV(a*b, v2)
+	case tSlash:
+		if b == 0 {
+			return undef
+		}
+		return decV(a/b, v2)
+	case tPercent:
+		if b == 0 {
+			return undef
+		}
+		return decV(math.Mod(a, b), v2)
+	}
+	return undef
+}
+
+func (ev *evaluator) caseOf(x *caseExpr) value {
+	if x.subj != nil {
+		s := ev.eval(x.subj)
+		if s.k == kUndef {
+			return undef
+		}
+		for _, w := range x.whens {
+			if eq, ok := equal(s, ev.eval(w.cond)); ok && eq {
+				return ev.eval(w.res)
+			}
+		}
+	} else {
+		for _, w := range x.whens {
+			if b, ok := ev.eval(w.cond).toBool(); ok && b {
+				return ev.eval(w.res)
+			}
+		}
+	}
+	if x.els != nil {
+		return ev.eval(x.els)
+	}
+	return undef
+}
+
+// subquery evaluates a nested SELECT over an array (one result per element whose WHERE holds) or
+// over an object (a single result). Names inside resolve against the element.
+func (ev *evaluator) subquery(q *selectStmt) value {
+	src := ev.eval(q.fromExpr)
+	if ev.err != nil {
+		return undef
+	}
+	saveRow, saveIn := ev.row, ev.inRow
+	defer func() { ev.row, ev.inRow = saveRow, saveIn }()
+	one := func(row value) value {
+		ev.row, ev.inRow = row, true
+		if q.where != nil {
+			if b, ok := ev.eval(q.where).toBool(); !ok || !b {
+				return undef
+			}
+		}
+		return ev.project(q)
+	}
+	switch src.k {
+	case kArr:
+		out := make([]value, 0, src.length())
+		it := src.iter()
+		for {
+			e, ok := it.next()
+			if !ok {
+				break
+			}
+			if r := one(ev.norm(e)); r.defined() {
+				out = append(out, r)
+			}
+		}
+		return arrV(out)
+	case kObj:
+		return one(src)
+	}
+	return undef
+}
+
+// project evaluates the SELECT list against the current row: the value itself for SELECT VALUE,
+// an object otherwise.
+func (ev *evaluator) project(q *selectStmt) value {
+	if q.value {
+		return ev.eval(q.items[0].x)
+	}
+	o := &object{}
+	for _, it := range q.items {
+		if it.star {
+			cur := ev.current()
+			if cur.k != kObj {
+				if len(q.items) == 1 {
+					return cur
+				}
+				continue
+			}
+			iter := cur.iter()
+			for {
+				v, ok := iter.next()
+				if !ok {
+					break
+				}
+				o.set(iter.key, ev.norm(v))
+			}
+			continue
+		}
+		v := ev.eval(it.x)
+		if !v.defined() {
+			continue
+		}
+		if len(it.alias) == 0 {
+			o.set(it.name, v)
+			continue
+		}
+		setPath(o, it.alias, v)
+	}
+	return objV(o)
+}
+
+// setPath sets a.b.c = v in o, creating (or copying into editable form) the objects on the way.
+// A dotted alias builds nested objects: the reference's "SELECT foo.bar AS bar.baz" example.
+func setPath(o *object, path []string, v value) {
+	for len(path) > 1 {
+		cur, ok := o.get(path[0])
+		var child *object
+		if ok && cur.k == kObj {
+			child = editable(cur)
+		} else {
+			child = &object{}
+		}
+		o.set(path[0], objV(child))
+		o = child
+		path = path[1:]
+	}
+	o.set(path[0], v)
+}
+
+// editable returns a new object with the members of v. It always copies: v may be a payload object
+// or a constant of the compiled query, which must never change.
+func editable(v value) *object {
+	o := &object{}
+	it := v.iter()
+	for {
+		e, ok := it.next()
+		if !ok {
+			return o
+		}
+		o.set(it.key, e)
+	}
+}
+
+// output evaluates the top-level SELECT and encodes it.
+func (ev *evaluator) output(q *selectStmt) (json.RawMessage, bool) {
+	// "SELECT *" of a non-JSON payload passes the bytes through (reference: binary payloads).
+	if !q.value && len(q.items) == 1 && q.items[0].star {
+		if _, ok := ev.m.root(); !ok {
+			return append(json.RawMessage{}, ev.m.Payload...), true
+		}
+	}
+	v := ev.project(q)
+	if ev.err != nil {
+		return nil, false
+	}
+	return appendJSON(make([]byte, 0, 128), v, ev.v2), false
+}
+
+func (ev *evaluator) now() time.Time {
+	if !ev.m.Timestamp.IsZero() {
+		return ev.m.Timestamp
+	}
+	if ev.st.now.IsZero() {
+		ev.st.now = time.Now()
+	}
+	return ev.st.now
+}

@@ -1,0 +1,436 @@
+package iotsql
+
+import (
+	"errors"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// doc is a decoded JSON payload kept as a flat "tape" of nodes over the payload text. Decoding
+// validates the whole document once and records where each value lies; strings and numbers are only
+// converted when a query reads them, and containers are never copied. A key lookup walks the
+// object's members by skipping whole subtrees (node.next), so reading a few fields of a message costs
+// no allocation at all.
+type doc struct {
+	src   string
+	nodes []node
+}
+
+type node struct {
+	k     kind  // kNull, kBool, kInt, kDec, kStr, kArr, kObj
+	esc   bool  // a string with escape sequences
+	b     bool  // the value of a Boolean
+	start int32 // scalars: the text span (strings without their quotes)
+	end   int32
+	next  int32 // the index of the node after this value's subtree
+	count int32 // containers: number of elements or members
+}
+
+// maxJSONDepth bounds nesting so that hostile payloads cannot exhaust the stack.
+const maxJSONDepth = 512
+
+var errJSONDepth = errors.New("nested too deeply")
+
+type jsonSyntaxError struct {
+	off int
+	msg string
+}
+
+func (e *jsonSyntaxError) Error() string { return "offset " + strconv.Itoa(e.off) + ": " + e.msg }
+
+// parse decodes src into d, reusing d's node storage.
+func (d *doc) parse(src string) error {
+	d.src = src
+	if cap(d.nodes) == 0 {
+		d.nodes = make([]node, 0, len(src)/8+4) // about one node per 8 bytes of typical JSON
+	}
+	d.nodes = d.nodes[:0]
+	p := jsonParser{d: d, s: src}
+	p.ws()
+	if err := p.value(0); err != nil {
+		return err
+	}
+	p.ws()
+	if p.i != len(p.s) {
+		return p.fail("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+type jsonParser struct {
+	d *doc
+	s string
+	i int
+}
+
+func (p *jsonParser) fail(msg string) error { return &jsonSyntaxError{off: p.i, msg: msg} }
+
+func (p *jsonParser) ws() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *jsonParser) add(n node) int32 {
+	p.d.nodes = append(p.d.nodes, n)
+	return int32(len(p.d.nodes) - 1)
+}
+
+func (p *jsonParser) value(depth int) error {
+	if depth > maxJSONDepth {
+		return errJSONDepth
+	}
+	if p.i >= len(p.s) {
+		return p.fail("unexpected end of JSON input")
+	}
+	switch c := p.s[p.i]; {
+	case c == '{':
+		return p.object(depth)
+	case c == '[':
+		return p.array(depth)
+	case c == '"':
+		return p.str()
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	case c == 't':
+		return p.lit("true", node{k: kBool, b: true})
+	case c == 'f':
+		return p.lit("false", node{k: kBool})
+	case c == 'n':
+		return p.lit("null", node{k: kNull})
+	}
+	return p.fail("invalid character " + strconv.QuoteRune(rune(p.s[p.i])))
+}
+
+func (p *jsonParser) lit(word string, n node) error {
+	if len(p.s)-p.i < len(word) || p.s[p.i:p.i+len(word)] != word {
+		return p.fail("invalid literal")
+	}
+	p.i += len(word)
+	idx := p.add(n)
+	p.d.nodes[idx].next = idx + 1
+	return nil
+}
+
+func (p *jsonParser) object(depth int) error {
+	idx := p.add(node{k: kObj})
+	p.i++
+	p.ws()
+	var count int32
+	if p.i < len(p.s) && p.s[p.i] == '}' {
+		p.i++
+	} else {
+		for {
+			p.ws()
+			if p.i >= len(p.s) || p.s[p.i] != '"' {
+				return p.fail("expected a string key")
+			}
+			if err := p.str(); err != nil {
+				return err
+			}
+			p.ws()
+			if p.i >= len(p.s) || p.s[p.i] != ':' {
+				return p.fail("expected ':' after an object key")
+			}
+			p.i++
+			p.ws()
+			if err := p.value(depth + 1); err != nil {
+				return err
+			}
+			count++
+			p.ws()
+			if p.i >= len(p.s) {
+				return p.fail("unexpected end of JSON input")
+			}
+			if p.s[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.s[p.i] == '}' {
+				p.i++
+				break
+			}
+			return p.fail("expected ',' or '}' in an object")
+		}
+	}
+	n := &p.d.nodes[idx]
+	n.count = count
+	n.next = int32(len(p.d.nodes))
+	return nil
+}
+
+func (p *jsonParser) array(depth int) error {
+	idx := p.add(node{k: kArr})
+	p.i++
+	p.ws()
+	var count int32
+	if p.i < len(p.s) && p.s[p.i] == ']' {
+		p.i++
+	} else {
+		for {
+			p.ws()
+			if err := p.value(depth + 1); err != nil {
+				return err
+			}
+			count++
+			p.ws()
+			if p.i >= len(p.s) {
+				return p.fail("unexpected end of JSON input")
+			}
+			if p.s[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.s[p.i] == ']' {
+				p.i++
+				break
+			}
+			return p.fail("expected ',' or ']' in an array")
+		}
+	}
+	n := &p.d.nodes[idx]
+	n.count = count
+	n.next = int32(len(p.d.nodes))
+	return nil
+}
+
+func (p *jsonParser) str() error {
+	p.i++ // opening quote
+	start := p.i
+	esc := false
+	for {
+		if p.i >= len(p.s) {
+			return p.fail("unterminated string")
+		}
+		c := p.s[p.i]
+		switch {
+		case c == '"':
+			idx := p.add(node{k: kStr, esc: esc, start: int32(start), end: int32(p.i)})
+			p.d.nodes[idx].next = idx + 1
+			p.i++
+			return nil
+		case c == '\\':
+			esc = true
+			p.i++
+			if p.i >= len(p.s) {
+				return p.fail("unterminated string")
+			}
+			switch p.s[p.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.i++
+			case 'u':
+				if len(p.s)-p.i < 5 {
+					return p.fail("invalid \\u escape")
+				}
+				for _, h := range []byte(p.s[p.i+1 : p.i+5]) {
+					if unhex(h) < 0 {
+						return p.fail("invalid \\u escape")
+					}
+				}
+				p.i += 5
+			default:
+				return p.fail("invalid escape in string")
+			}
+		case c < 0x20:
+			return p.fail("control character in string")
+		default:
+			p.i++
+		}
+	}
+}
+
+func (p *jsonParser) number() error {
+	start := p.i
+	if p.s[p.i] == '-' {
+		p.i++
+	}
+	if p.i >= len(p.s) {
+		return p.fail("invalid number")
+	}
+	switch {
+	case p.s[p.i] == '0':
+		p.i++
+	case p.s[p.i] >= '1' && p.s[p.i] <= '9':
+		for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+			p.i++
+		}
+	default:
+		return p.fail("invalid number")
+	}
+	k := kInt
+	if p.i < len(p.s) && p.s[p.i] == '.' {
+		k = kDec
+		p.i++
+		d := p.i
+		for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+			p.i++
+		}
+		if p.i == d {
+			return p.fail("invalid number")
+		}
+	}
+	if p.i < len(p.s) && (p.s[p.i] == 'e' || p.s[p.i] == 'E') {
+		k = kDec
+		p.i++
+		if p.i < len(p.s) && (p.s[p.i] == '+' || p.s[p.i] == '-') {
+			p.i++
+		}
+		d := p.i
+		for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+			p.i++
+		}
+		if p.i == d {
+			return p.fail("invalid number")
+		}
+	}
+	idx := p.add(node{k: k, start: int32(start), end: int32(p.i)})
+	p.d.nodes[idx].next = idx + 1
+	return nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// str returns the text of string node i.
+func (d *doc) str(i int32) string {
+	n := &d.nodes[i]
+	s := d.src[n.start:n.end]
+	if !n.esc {
+		return s
+	}
+	return unescapeJSON(s)
+}
+
+// strEquals compares string node i with key without unescaping when it has no escapes.
+func (d *doc) strEquals(i int32, key string) bool {
+	n := &d.nodes[i]
+	if !n.esc {
+		return d.src[n.start:n.end] == key
+	}
+	return unescapeJSON(d.src[n.start:n.end]) == key
+}
+
+func unescapeJSON(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		i++
+		switch s[i] {
+		case '"', '\\', '/':
+			b = append(b, s[i])
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r := rune(hex4(s[i+1 : i+5]))
+			i += 4 // i is on the last hex digit
+			if utf16.IsSurrogate(r) {
+				r2 := utf8.RuneError
+				if i+7 <= len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+					r2 = rune(hex4(s[i+3 : i+7]))
+				}
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			b = utf8.AppendRune(b, r)
+		}
+		i++
+	}
+	return string(b)
+}
+
+func hex4(s string) int {
+	v := 0
+	for i := 0; i < 4; i++ {
+		v = v<<4 | unhex(s[i])
+	}
+	return v
+}
+
+// value converts node i into a SQL value. Numbers are converted here, on demand.
+func (d *doc) value(i int32) value {
+	n := &d.nodes[i]
+	switch n.k {
+	case kNull:
+		return nullV
+	case kBool:
+		return boolV(n.b)
+	case kStr:
+		return strV(d.str(i))
+	case kInt:
+		text := d.src[n.start:n.end]
+		if v, err := strconv.ParseInt(text, 10, 64); err == nil {
+			return intV(v)
+		}
+		// Beyond int64: kept as a Decimal (the reference's Int has 34 digits; see docs).
+		f, _ := strconv.ParseFloat(text, 64)
+		return decV(f, false)
+	case kDec:
+		// Beyond float64's range (AWS's Decimal goes to 9.999E999) a number is Undefined here.
+		f, err := strconv.ParseFloat(d.src[n.start:n.end], 64)
+		if err != nil && !isRangeErr(err) {
+			return undef
+		}
+		return decV(f, false)
+	case kArr, kObj:
+		return value{k: n.k, doc: d, n: i}
+	}
+	return undef
+}
+
+// member finds key in object node i.
+func (d *doc) member(i int32, key string) value {
+	n := &d.nodes[i]
+	j := i + 1
+	for c := int32(0); c < n.count; c++ {
+		if d.strEquals(j, key) {
+			return d.value(j + 1)
+		}
+		j = d.nodes[j+1].next
+	}
+	return undef
+}
+
+// index finds element k of array node i.
+func (d *doc) index(i int32, k int64) value {
+	n := &d.nodes[i]
+	if k >= int64(n.count) {
+		return undef
+	}
+	j := i + 1
+	for c := int64(0); c < k; c++ {
+		j = d.nodes[j].next
+	}
+	return d.value(j)
+}
