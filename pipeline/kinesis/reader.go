@@ -337,6 +337,16 @@ func (r *shardReader) fetch(ctx context.Context, log interface {
 			in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(r.readPos)
 		case r.hasParents:
 			in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+		case cfg.StartPosition == StartLatest:
+			// LATEST is pinned to a time in the lease, so a later owner starts from the same point.
+			ts, err := r.w.table.pinStart(ctx, r.shardID, r.w.id, time.Now())
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("kinesis: recording the LATEST start time failed", "error", err)
+				}
+				return grow()
+			}
+			in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, &ts
 		default:
 			in.ShardIteratorType = types.ShardIteratorType(cfg.StartPosition)
 		}

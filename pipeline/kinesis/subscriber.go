@@ -61,6 +61,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err := s.ensureTable(ctx); err != nil {
 		return nil, err
 	}
+	// A missing stream (or missing permissions) fails here, not in a log line later.
+	shards, err := listShards(ctx, s.cfg.Kinesis, topic)
+	if err != nil {
+		return nil, fmt.Errorf("kinesis: subscribing to %s: %w", topic, err)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -74,7 +79,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	w := newWorker(s, id, topic)
 	go func() {
 		defer s.workers.Done()
-		w.run(ctx)
+		w.run(ctx, shards)
 	}()
 	return w.out, nil
 }
