@@ -166,3 +166,14 @@ func TestSubscribeToMissingStreamFails(t *testing.T) {
 		t.Fatalf("err = %v, want ResourceNotFoundException naming the stream", err)
 	}
 }
+
+func TestSubscribeWithoutLeaseTableFails(t *testing.T) {
+	e := newEnv(t, 1)
+	cfg := e.subConfig("g", "w")
+	cfg.LeaseTable = "no-such-table"
+	sub := e.subscriber(t, cfg)
+	_, err := sub.Subscribe(context.Background(), e.stream)
+	if err == nil || !strings.Contains(err.Error(), "no-such-table") || !strings.Contains(err.Error(), "CreateLeaseTable") {
+		t.Fatalf("err = %v, want an error naming the table and CreateLeaseTable", err)
+	}
+}

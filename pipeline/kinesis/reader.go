@@ -106,8 +106,9 @@ func (r *shardReader) run(ctx context.Context) {
 		r.settleHead(log)
 		inFlight := len(r.win) - r.head
 		if r.ended && len(r.fetched) == 0 && inFlight == 0 {
-			r.finish(ctx, log, checkpointShardEnd)
-			r.reason = exitEnded
+			if r.finish(ctx, log, checkpointShardEnd) {
+				r.reason = exitEnded
+			}
 			return
 		}
 		if draining && (inFlight == 0 || r.win[r.head].msg == nil) {
@@ -289,6 +290,9 @@ func (r *shardReader) rewind(k int, toSend **message.Message) {
 // again from the checkpoint.
 func (r *shardReader) dropUnsent(toSend **message.Message) {
 	*toSend = nil
+	if len(r.fetched) > 0 || r.next < len(r.win) {
+		r.ended = false // records of this shard are left unread: it must not be marked SHARD_END
+	}
 	clear(r.fetched)
 	r.fetched = r.fetched[:0]
 	for i := r.next; i < len(r.win); i++ {
@@ -425,20 +429,21 @@ func (r *shardReader) writeCheckpoint(ctx context.Context, seq string, release b
 	return nil
 }
 
-// finish writes the final checkpoint and releases the lease, retrying transient errors a few times.
+// finish writes the final checkpoint and releases the lease, retrying transient errors a few
+// times. It reports whether the write succeeded.
 func (r *shardReader) finish(ctx context.Context, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
-}, seq string) {
+}, seq string) bool {
 	for attempt := 1; attempt <= 5; attempt++ {
 		err := r.writeCheckpoint(ctx, seq, true)
 		if err == nil {
 			log.Info("kinesis: shard released", "worker", r.w.id, "checkpoint", seq)
-			return
+			return true
 		}
 		if errors.Is(err, errLeaseLost) {
 			r.reason = exitLost
-			return
+			return false
 		}
 		log.Warn("kinesis: final checkpoint failed", "error", err, "attempt", attempt)
 		if sleepCtx(ctx, backoff(100*time.Millisecond, time.Second, attempt)) != nil {
@@ -446,4 +451,5 @@ func (r *shardReader) finish(ctx context.Context, log interface {
 		}
 	}
 	r.reason = exitLost
+	return false
 }

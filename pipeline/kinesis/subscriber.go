@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 // Subscriber is a watermill message.Subscriber reading a Kinesis stream (the topic) as one member
@@ -85,7 +87,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 }
 
 // SubscribeInitialize creates the stream (when CreateStream is set) and the lease table (when
-// CreateLeaseTable is set).
+// CreateLeaseTable is set; else it checks the table exists).
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	ctx := context.Background()
 	if s.cfg.CreateStream {
@@ -96,17 +98,20 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	return s.ensureTable(ctx)
 }
 
+// ensureTable creates the lease table when configured to, else checks once that it exists, so a
+// missing table fails Subscribe rather than every later lease scan.
 func (s *Subscriber) ensureTable(ctx context.Context) error {
-	if !s.cfg.CreateLeaseTable {
-		return nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tableExists {
 		return nil
 	}
-	if err := ensureLeaseTable(ctx, s.cfg.DynamoDB, s.cfg.LeaseTable); err != nil {
-		return err
+	if s.cfg.CreateLeaseTable {
+		if err := ensureLeaseTable(ctx, s.cfg.DynamoDB, s.cfg.LeaseTable); err != nil {
+			return err
+		}
+	} else if _, err := s.cfg.DynamoDB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.LeaseTable)}); err != nil {
+		return fmt.Errorf("kinesis: lease table %s (set CreateLeaseTable to create it): %w", s.cfg.LeaseTable, err)
 	}
 	s.tableExists = true
 	return nil
