@@ -89,9 +89,18 @@ func (r *shardReader) run(ctx context.Context) {
 		drainTimer <-chan time.Time
 		resendAt   time.Time
 		resend     *time.Timer
-		toSend     *message.Message
+		// toSend is the next delivery, built once and kept until sent or discarded.
+		toSend       *message.Message
+		toSendCancel context.CancelFunc
 	)
+	discard := func() {
+		if toSend != nil {
+			toSendCancel()
+			toSend, toSendCancel = nil, nil
+		}
+	}
 	defer func() {
+		discard()
 		if resend != nil {
 			resend.Stop()
 		}
@@ -135,7 +144,7 @@ func (r *shardReader) run(ctx context.Context) {
 					}
 				} else {
 					if toSend == nil {
-						toSend = r.newMessage(&r.win[r.next])
+						toSend, toSendCancel = r.newMessage(&r.win[r.next])
 					}
 					out = r.w.out
 				}
@@ -158,8 +167,8 @@ func (r *shardReader) run(ctx context.Context) {
 		select {
 		case out <- toSend:
 			e := &r.win[r.next]
-			e.msg = toSend
-			toSend = nil
+			e.msg, e.cancel = toSend, toSendCancel
+			toSend, toSendCancel = nil, nil
 			r.next++
 		case <-acked:
 		case <-nacked:
@@ -181,7 +190,8 @@ func (r *shardReader) run(ctx context.Context) {
 			if !draining {
 				draining = true
 				drainTimer = time.After(cfg.DrainTimeout)
-				r.dropUnsent(&toSend)
+				discard()
+				r.dropUnsent()
 			}
 		case <-drainTimer:
 			log.Warn("kinesis: drain timed out with messages in flight", "in_flight", len(r.win)-r.head)
@@ -203,7 +213,8 @@ func (r *shardReader) run(ctx context.Context) {
 			nackScanDue = false
 		}
 		if k >= 0 {
-			r.rewind(k, &toSend)
+			discard()
+			r.rewind(k)
 			resendAt = time.Now().Add(cfg.NackResendDelay)
 			if resend != nil {
 				resend.Stop()
@@ -265,8 +276,7 @@ func (r *shardReader) settleHead(log interface{ Debug(string, ...any) }) {
 
 // rewind withdraws the nacked delivery at window index k and every later delivery not yet acked,
 // so they are delivered again in order. Deliveries before k stay in flight.
-func (r *shardReader) rewind(k int, toSend **message.Message) {
-	*toSend = nil
+func (r *shardReader) rewind(k int) {
 	for i := k; i < r.next; i++ {
 		e := &r.win[i]
 		if e.acked || e.msg == nil {
@@ -288,8 +298,7 @@ func (r *shardReader) rewind(k int, toSend **message.Message) {
 
 // dropUnsent forgets records not delivered yet, for a graceful stop: the next owner reads them
 // again from the checkpoint.
-func (r *shardReader) dropUnsent(toSend **message.Message) {
-	*toSend = nil
+func (r *shardReader) dropUnsent() {
 	if len(r.fetched) > 0 || r.next < len(r.win) {
 		r.ended = false // records of this shard are left unread: it must not be marked SHARD_END
 	}
@@ -304,7 +313,9 @@ func (r *shardReader) dropUnsent(toSend **message.Message) {
 	r.win = r.win[:r.next]
 }
 
-func (r *shardReader) newMessage(e *entry) *message.Message {
+// newMessage builds a delivery of e with a context of its own, cancelled once the delivery is
+// settled or withdrawn.
+func (r *shardReader) newMessage(e *entry) (*message.Message, context.CancelFunc) {
 	msg := message.NewMessage(e.uuid, e.payload)
 	for k, v := range e.meta {
 		msg.Metadata[k] = v
@@ -318,8 +329,7 @@ func (r *shardReader) newMessage(e *entry) *message.Message {
 	}
 	ctx, cancel := context.WithCancel(r.w.msgCtx)
 	msg.SetContext(ctx)
-	e.cancel = cancel
-	return msg
+	return msg, cancel
 }
 
 // fetch makes one GetRecords call (getting an iterator first if needed) and returns how long to
