@@ -395,7 +395,7 @@ func mapStrings(path string, v reflect.Value, fn func(path, s string) (string, e
 		return v, false, nil
 	case reflect.Struct:
 		t := v.Type()
-		var out reflect.Value // allocated on the first change
+		var out reflect.Value                                               // allocated on the first change
 		member := strings.HasPrefix(t.Name(), "AssetPropertyVariantMember") // its Value is named by its key
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
