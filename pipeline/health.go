@@ -1,0 +1,290 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// Health tracks what /readyz reports: every stage the process was asked to run is running, no
+// component reported an error within the degraded window, and every registered dependency check
+// passes. /healthz only says the process is alive and serving.
+type Health struct {
+	now           func() time.Time
+	window        time.Duration
+	checkInterval time.Duration
+	checkTimeout  time.Duration
+	metrics       *Metrics
+
+	mu       sync.Mutex
+	stages   map[string]bool
+	degraded map[string]problem
+	checks   []check
+
+	checkMu     sync.Mutex // one round of checks at a time
+	lastCheck   time.Time
+	checkErrors map[string]string
+}
+
+// HealthOptions configures a Health. Zero values take the defaults noted.
+type HealthOptions struct {
+	// DegradedWindow is how long a reported error keeps the process not ready (default 30s).
+	DegradedWindow time.Duration
+	// CheckInterval is how long dependency check results are reused (default 15s), so a busy probe
+	// does not turn into a stream of AWS calls.
+	CheckInterval time.Duration
+	// CheckTimeout bounds one round of dependency checks (default 3s).
+	CheckTimeout time.Duration
+	// Metrics, when set, counts reported errors per component.
+	Metrics *Metrics
+	// Now is the clock (default time.Now); tests pass a fake one.
+	Now func() time.Time
+}
+
+type problem struct {
+	err  string
+	last time.Time
+}
+
+type check struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// NewHealth returns a Health with no stages and no problems.
+func NewHealth(opts HealthOptions) *Health {
+	if opts.DegradedWindow <= 0 {
+		opts.DegradedWindow = 30 * time.Second
+	}
+	if opts.CheckInterval <= 0 {
+		opts.CheckInterval = 15 * time.Second
+	}
+	if opts.CheckTimeout <= 0 {
+		opts.CheckTimeout = 3 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Health{
+		now:           opts.Now,
+		window:        opts.DegradedWindow,
+		checkInterval: opts.CheckInterval,
+		checkTimeout:  opts.CheckTimeout,
+		metrics:       opts.Metrics,
+		stages:        map[string]bool{},
+		degraded:      map[string]problem{},
+	}
+}
+
+// ExpectStage registers a stage that must be running for the process to be ready.
+func (h *Health) ExpectStage(stage string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.stages[stage]; !ok {
+		h.stages[stage] = false
+	}
+}
+
+// SetRunning records whether a stage's router is running.
+func (h *Health) SetRunning(stage string, running bool) {
+	h.mu.Lock()
+	h.stages[stage] = running
+	h.mu.Unlock()
+}
+
+// ReportError marks component degraded for the degraded window. Components call it on failures an
+// operator should see (AWS 5xx, unreachable endpoints, denied credentials); ReportAWSErrors does it
+// for every AWS client built from a config. A nil err is ignored.
+func (h *Health) ReportError(component string, err error) {
+	if err == nil {
+		return
+	}
+	h.mu.Lock()
+	h.degraded[component] = problem{err: err.Error(), last: h.now()}
+	h.mu.Unlock()
+	if h.metrics != nil {
+		h.metrics.awsErrors.WithLabelValues(component).Inc()
+	}
+}
+
+// AddCheck registers a dependency check run by /readyz (results cached for the check interval).
+func (h *Health) AddCheck(name string, fn func(context.Context) error) {
+	h.mu.Lock()
+	h.checks = append(h.checks, check{name, fn})
+	h.mu.Unlock()
+}
+
+// Readiness is the /readyz body.
+type Readiness struct {
+	Ready    bool              `json:"ready"`
+	Stages   map[string]string `json:"stages"`
+	Degraded []Degradation     `json:"degraded,omitempty"`
+}
+
+// Degradation names one thing that makes the process not ready.
+type Degradation struct {
+	Component string    `json:"component"`
+	Error     string    `json:"error"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+}
+
+// Readiness evaluates readiness now, running dependency checks if their results are stale.
+func (h *Health) Readiness(ctx context.Context) Readiness {
+	checkErrs := h.runChecks(ctx)
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := Readiness{Ready: true, Stages: map[string]string{}}
+	for s, running := range h.stages {
+		if running {
+			r.Stages[s] = "running"
+		} else {
+			r.Stages[s] = "not running"
+			r.Ready = false
+		}
+	}
+	now := h.now()
+	for c, p := range h.degraded {
+		if now.Sub(p.last) > h.window {
+			delete(h.degraded, c)
+			continue
+		}
+		r.Degraded = append(r.Degraded, Degradation{Component: c, Error: p.err, LastSeen: p.last})
+	}
+	for name, e := range checkErrs {
+		r.Degraded = append(r.Degraded, Degradation{Component: "check:" + name, Error: e})
+	}
+	if len(r.Degraded) > 0 {
+		r.Ready = false
+		sort.Slice(r.Degraded, func(i, j int) bool { return r.Degraded[i].Component < r.Degraded[j].Component })
+	}
+	return r
+}
+
+func (h *Health) runChecks(ctx context.Context) map[string]string {
+	h.checkMu.Lock()
+	defer h.checkMu.Unlock()
+	if !h.lastCheck.IsZero() && h.now().Sub(h.lastCheck) < h.checkInterval {
+		return h.checkErrors
+	}
+	h.mu.Lock()
+	checks := append([]check(nil), h.checks...)
+	h.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, h.checkTimeout)
+	defer cancel()
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() { errs[i] = c.fn(ctx) })
+	}
+	wg.Wait()
+	out := map[string]string{}
+	for i, err := range errs {
+		if err != nil {
+			out[checks[i].name] = err.Error()
+		}
+	}
+	h.checkErrors = out
+	h.lastCheck = h.now()
+	return out
+}
+
+// LiveHandler serves /healthz: 200 while the process can answer at all.
+func (h *Health) LiveHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"alive":true}` + "\n"))
+	})
+}
+
+// ReadyHandler serves /readyz: 200 when ready, 503 otherwise, with a JSON Readiness body that names
+// what is not running or degraded.
+func (h *Health) ReadyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rd := h.Readiness(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		if !rd.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rd)
+	})
+}
+
+// NewMux serves /metrics, /healthz and /readyz.
+func NewMux(m *Metrics, h *Health) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /healthz", h.LiveHandler())
+	mux.Handle("GET /readyz", h.ReadyHandler())
+	return mux
+}
+
+// ReportAWSErrors makes every AWS client built from cfg report failures to h as component
+// "aws.<service>" (e.g. "aws.SQS"). It counts only failures that mean the dependency is unhealthy
+// or unusable: 5xx responses, transport errors, denied or expired credentials and missing resources.
+// Business outcomes such as a failed DynamoDB condition, throttling the SDK retried, or the caller's
+// own cancellation do not count.
+func ReportAWSErrors(cfg *aws.Config, h *Health) {
+	const id = "thingpipe.health"
+	mw := middleware.InitializeMiddlewareFunc(id,
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			if err != nil && unhealthyAWSError(err) {
+				h.ReportError("aws."+awsmiddleware.GetServiceID(ctx),
+					fmt.Errorf("%s: %w", awsmiddleware.GetOperationName(ctx), err))
+			}
+			return out, md, err
+		})
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		// A config copied from one already instrumented reports to the newest Health only.
+		if _, ok := stack.Initialize.Get(id); ok {
+			_, err := stack.Initialize.Swap(id, mw)
+			return err
+		}
+		return stack.Initialize.Add(mw, middleware.After)
+	})
+}
+
+// unhealthyCode reports 4xx error codes that mean the process cannot do its work (as opposed to an
+// answer about the data, like ConditionalCheckFailedException).
+func unhealthyCode(code string) bool {
+	switch code {
+	case "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
+		"ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "InvalidSignatureException",
+		"MissingAuthenticationToken", "ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
+		"QueueDoesNotExist", "NoSuchBucket", "NotFound":
+		return true
+	}
+	return false
+}
+
+func unhealthyAWSError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		// Status 0: the request was never answered (connection refused, DNS, TLS).
+		if code := re.HTTPStatusCode(); code == 0 || code >= 500 {
+			return true
+		}
+		var ae smithy.APIError
+		return errors.As(err, &ae) && unhealthyCode(ae.ErrorCode())
+	}
+	// No response at all: connection refused, DNS, TLS, credentials that could not be loaded.
+	return true
+}
