@@ -211,7 +211,7 @@ func (d *deployer) run(ctx context.Context) (Outputs, error) {
 	}
 	if stack != nil && inProgress(stack.StackStatus) {
 		d.log.Info("waiting for the operation in progress", "status", stack.StackStatus)
-		if stack, err = d.wait(ctx, time.Now()); err != nil {
+		if stack, err = d.wait(ctx, time.Now(), stack.StackStatus); err != nil {
 			return Outputs{}, err
 		}
 	}
@@ -352,7 +352,7 @@ func (d *deployer) update(ctx context.Context) (Outputs, error) {
 }
 
 func (d *deployer) finish(ctx context.Context, started time.Time, success cftypes.StackStatus) (Outputs, error) {
-	stack, err := d.wait(ctx, started)
+	stack, err := d.wait(ctx, started, "")
 	if err != nil {
 		return Outputs{}, err
 	}
@@ -373,21 +373,28 @@ func (d *deployer) finish(ctx context.Context, started time.Time, success cftype
 func inProgress(s cftypes.StackStatus) bool { return strings.HasSuffix(string(s), "_IN_PROGRESS") }
 
 // wait polls until the stack leaves every *_IN_PROGRESS state, logging the stack events that happen
-// after since.
-func (d *deployer) wait(ctx context.Context, since time.Time) (*cftypes.Stack, error) {
+// after since. last is the status known so far, for the error when the wait times out.
+func (d *deployer) wait(ctx context.Context, since time.Time, last cftypes.StackStatus) (*cftypes.Stack, error) {
 	seen := map[string]bool{}
+	timedOut := func() error {
+		return fmt.Errorf("deploy: waiting for stack %s (%s): %w", d.opts.StackName, last, ctx.Err())
+	}
 	for {
 		stack, err := d.describe(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, timedOut()
+			}
 			return nil, err
 		}
 		d.logEvents(ctx, since, seen)
 		if stack == nil || !inProgress(stack.StackStatus) {
 			return stack, nil
 		}
+		last = stack.StackStatus
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("deploy: waiting for stack %s (%s): %w", d.opts.StackName, stack.StackStatus, ctx.Err())
+			return nil, timedOut()
 		case <-time.After(d.opts.PollInterval):
 		}
 	}
