@@ -196,6 +196,25 @@ func deployTemplate(ctx context.Context, cf cfAPI, body []byte, opts Options) (O
 	return d.run(ctx)
 }
 
+// ReadOutputs returns the outputs of an existing stack without changing it (stackName "" means
+// DefaultStackName): how tools find the resources of a stack someone else deployed. It needs only
+// cloudformation:DescribeStacks.
+func ReadOutputs(ctx context.Context, cfg aws.Config, stackName string) (Outputs, error) {
+	opts := Options{StackName: stackName}.withDefaults()
+	if err := opts.Validate(); err != nil {
+		return Outputs{}, err
+	}
+	d := &deployer{cf: cloudformation.NewFromConfig(cfg), opts: opts, log: opts.Logger}
+	stack, err := d.describe(ctx)
+	if err != nil {
+		return Outputs{}, err
+	}
+	if stack == nil {
+		return Outputs{}, &StackError{Stack: opts.StackName, Status: "MISSING", Reason: "no such stack; deploy it first"}
+	}
+	return d.outputs(stack)
+}
+
 type deployer struct {
 	cf     cfAPI
 	opts   Options

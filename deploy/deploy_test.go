@@ -79,6 +79,20 @@ func TestDeployCreatesEveryResourceAndIsIdempotent(t *testing.T) {
 	}
 	checkResources(t, ctx, cfg, first, 60)
 
+	t.Run("ReadOutputs", func(t *testing.T) {
+		read, err := ReadOutputs(ctx, cfg, opts.StackName)
+		if err != nil {
+			t.Fatalf("ReadOutputs: %v", err)
+		}
+		if diff := cmp.Diff(first, read); diff != "" {
+			t.Errorf("ReadOutputs differs from Deploy's outputs (-deploy +read):\n%s", diff)
+		}
+		var se *StackError
+		if _, err := ReadOutputs(ctx, cfg, awstest.Name(t, "missing")); !errors.As(err, &se) || se.Status != "MISSING" {
+			t.Errorf("ReadOutputs of a missing stack: %v, want a StackError MISSING", err)
+		}
+	})
+
 	t.Run("second Deploy is a no-op", func(t *testing.T) {
 		calls.Reset()
 		second, err := Deploy(ctx, cfg, opts)
