@@ -198,8 +198,8 @@ func checkResources(t *testing.T, ctx context.Context, cfg aws.Config, out Outpu
 			if err := json.Unmarshal([]byte(a["RedrivePolicy"]), &rp); err != nil {
 				t.Fatalf("%s: RedrivePolicy %q: %v", q.name, a["RedrivePolicy"], err)
 			}
-			if rp.DeadLetterTargetArn != q.dlqARN || rp.MaxReceiveCount != 10 {
-				t.Errorf("%s: RedrivePolicy = %+v, want DLQ %s after 10 receives", q.name, rp, q.dlqARN)
+			if rp.DeadLetterTargetArn != q.dlqARN || rp.MaxReceiveCount != 20 {
+				t.Errorf("%s: RedrivePolicy = %+v, want DLQ %s after 20 receives", q.name, rp, q.dlqARN)
 			}
 		}
 		// The output URLs are AWS-style (https://sqs.<region>.amazonaws.com/...); the SDK sends the
