@@ -258,8 +258,11 @@ func (d *deployer) run(ctx context.Context) (Outputs, error) {
 
 func statusHint(s *cftypes.Stack) string {
 	reason := aws.ToString(s.StackStatusReason)
-	if s.StackStatus == cftypes.StackStatusRollbackComplete {
+	switch s.StackStatus {
+	case cftypes.StackStatusRollbackComplete:
 		reason = strings.TrimSpace(reason + " (its creation failed; delete the stack, then deploy again)")
+	case cftypes.StackStatusReviewInProgress:
+		reason = strings.TrimSpace(reason + " (created by a change set that was never executed; execute or delete it)")
 	}
 	return reason
 }
@@ -389,7 +392,11 @@ func (d *deployer) finish(ctx context.Context, started time.Time, success cftype
 	return d.outputs(stack)
 }
 
-func inProgress(s cftypes.StackStatus) bool { return strings.HasSuffix(string(s), "_IN_PROGRESS") }
+// inProgress: an operation is running and will end by itself. REVIEW_IN_PROGRESS is not one: it is a
+// stack created by a change set nobody executed, and it stays so.
+func inProgress(s cftypes.StackStatus) bool {
+	return strings.HasSuffix(string(s), "_IN_PROGRESS") && s != cftypes.StackStatusReviewInProgress
+}
 
 // wait polls until the stack leaves every *_IN_PROGRESS state, logging the stack events that happen
 // after since. last is the status known so far, for the error when the wait times out.
