@@ -267,30 +267,34 @@ func Default() Config {
 		// record forever, so they dead-letter it.
 		Provisioning: ProvisioningConfig{StageConfig: defaultStage(StageProvisioning, 4, 5, ExhaustedNack)},
 		Binding: BindingConfig{
-			StageConfig:        defaultStage(StageBinding, 4, 10, ExhaustedNack),
+			StageConfig:        defaultStage(StageBinding, 4, 20, ExhaustedNack),
 			ActivationDeadline: Duration(5 * time.Minute),
 		},
 		Alerting: AlertingConfig{
 			StageConfig: defaultStage(StageAlerting, 1, 0, ExhaustedDeadLetter),
+			// The same policies workers/alerting ships (DefaultPolicies).
 			Policies: []AlertPolicy{
 				{
-					Name: "temperature-high", Metric: "temperature", Op: "above",
+					Name: "overheating", Metric: "temperature", Op: "above",
 					Threshold: ptr(80.0), Consecutive: 3, ClearThreshold: ptr(75.0),
-					Cooldown: Duration(15 * time.Minute), Severity: "critical",
-					Runbook: "https://github.com/thingpipe/thingpipe/blob/main/docs/runbooks/temperature-high.md",
+					Cooldown: Duration(10 * time.Minute), Severity: "critical",
+					Runbook: "Check the device's ventilation and ambient temperature. If it keeps rising, power it " +
+						"down remotely and send a technician; sustained heat damages the battery.",
 				},
 				{
-					Name: "battery-low", Metric: "battery", Op: "below",
-					Threshold: ptr(15.0), Consecutive: 2, ClearThreshold: ptr(20.0),
-					Cooldown: Duration(time.Hour), Severity: "warning",
+					Name: "low-battery", Metric: "battery", Op: "below",
+					Threshold: ptr(15.0), Consecutive: 1, ClearThreshold: ptr(20.0),
+					Cooldown: Duration(30 * time.Minute), Severity: "warning",
+					Runbook: "Schedule a battery replacement or recharge. The device will stop reporting when the " +
+						"battery is empty.",
 				},
 			},
 		},
 		Archival: ArchivalConfig{
 			StageConfig: defaultStage(StageArchival, 1, 0, ExhaustedDeadLetter),
 			MaxRecords:  500,
-			MaxBytes:    5 << 20,
-			MaxAge:      Duration(60 * time.Second),
+			MaxBytes:    4 << 20,
+			MaxAge:      Duration(5 * time.Second),
 		},
 	}
 }
@@ -468,14 +472,16 @@ func (v *validator) stage(name string, s StageConfig) {
 func (v *validator) policy(key string, p AlertPolicy, names map[string]int, i int) {
 	if strings.TrimSpace(p.Name) == "" {
 		v.add(key+".name", "must be set")
+	} else if !validPolicyName(p.Name) {
+		v.add(key+".name", "must be 1 to 64 lower-case letters, digits, - or _, starting with a letter or digit, got %q", p.Name)
 	} else if j, dup := names[p.Name]; dup {
 		v.add(key+".name", "%q is already the name of alerting.policies[%d]", p.Name, j)
 	} else {
 		names[p.Name] = i
 	}
 	v.nonEmpty(key+".metric", p.Metric)
-	if p.Metric != "" && slices.Contains(strings.Split(p.Metric, "."), "") {
-		v.add(key+".metric", "must be a dotted path like env.temperature, got %q", p.Metric)
+	if p.Metric != "" && !validMetricPath(p.Metric) {
+		v.add(key+".metric", "must be a dotted path of letters, digits, - and _ like env.temperature, got %q", p.Metric)
 	}
 	v.oneOf(key+".op", p.Op, "above", "below")
 	if p.Threshold == nil {
@@ -543,4 +549,35 @@ func Load(path string, environ []string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// validPolicyName matches workers/alerting's rule for policy names (they become state keys).
+func validPolicyName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		case (r == '-' || r == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validMetricPath: dot-separated non-empty segments of letters, digits, - and _.
+func validMetricPath(s string) bool {
+	for seg := range strings.SplitSeq(s, ".") {
+		if seg == "" {
+			return false
+		}
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -21,8 +21,9 @@ import (
 )
 
 // Metadata keys of a dead-lettered message. The message keeps its payload and UUID; its metadata is
-// replaced by these keys plus correlation_id and the trace context, and the original metadata is kept
-// as one JSON object. That bounds the key count to 10, SQS's limit on message attributes.
+// replaced by these keys plus correlation_id and traceparent, and the original metadata is kept as
+// one JSON object. That bounds the key count to 9: with the UUID attribute pipeline/sqs adds, SQS's
+// limit of 10 message attributes.
 const (
 	MetadataDLQReason           = "thingpipe.dlq.reason"        // the error, truncated to 1 KiB
 	MetadataDLQKind             = "thingpipe.dlq.kind"          // permanent, panic, retries_exhausted, max_receives
@@ -253,7 +254,12 @@ func (r *stageRunner) deadLetter(msg *message.Message, kind, reason string) erro
 	if cid := middleware.MessageCorrelationID(msg); cid != "" {
 		dl.Metadata.Set(middleware.CorrelationIDMetadataKey, cid)
 	}
-	InjectTrace(msg.Context(), dl.Metadata)
+	// traceparent only: tracestate would be an 11th SQS attribute (it stays in the original metadata).
+	tc := message.Metadata{}
+	InjectTrace(msg.Context(), tc)
+	if v := tc.Get("traceparent"); v != "" {
+		dl.Metadata.Set("traceparent", v)
+	}
 	dl.SetContext(msg.Context())
 	if err := r.stage.DeadLetter.Publish(r.stage.DeadLetterTopic, dl); err != nil {
 		return fmt.Errorf("dead-letter: publishing to %s: %w", r.stage.DeadLetterTopic, err)
