@@ -235,9 +235,9 @@ func (r *stageRunner) deadLetter(msg *message.Message, kind, reason string) erro
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen-3] + "..."
 	}
-	orig, err := json.Marshal(msg.Metadata)
-	if err != nil {
-		return fmt.Errorf("dead-letter: encoding metadata: %w", err)
+	orig, jerr := json.Marshal(msg.Metadata)
+	if jerr != nil {
+		return fmt.Errorf("dead-letter: encoding metadata: %w", jerr)
 	}
 	dl := message.NewMessage(msg.UUID, msg.Payload)
 	dl.Metadata = message.Metadata{
@@ -261,13 +261,25 @@ func (r *stageRunner) deadLetter(msg *message.Message, kind, reason string) erro
 		dl.Metadata.Set("traceparent", v)
 	}
 	dl.SetContext(msg.Context())
-	if err := r.stage.DeadLetter.Publish(r.stage.DeadLetterTopic, dl); err != nil {
+	var err error
+	if cp, ok := r.stage.DeadLetter.(contextPublisher); ok {
+		err = cp.PublishContext(msg.Context(), r.stage.DeadLetterTopic, dl)
+	} else {
+		err = r.stage.DeadLetter.Publish(r.stage.DeadLetterTopic, dl)
+	}
+	if err != nil {
 		return fmt.Errorf("dead-letter: publishing to %s: %w", r.stage.DeadLetterTopic, err)
 	}
 	if o := outcomeOf(msg); o != nil {
 		o.kind, o.reason = kind, reason
 	}
 	return nil
+}
+
+// contextPublisher is a Publisher whose calls take a context (pipeline/sqs); the dead-letter publish
+// then ends with the message's context instead of running on after the shutdown deadline.
+type contextPublisher interface {
+	PublishContext(ctx context.Context, topic string, msgs ...*message.Message) error
 }
 
 // shutdownError is returned when retrying stopped because the stage is shutting down; the message
