@@ -10,8 +10,8 @@ help: ## list the targets
 build: ## build the thingpipe binary into bin/
 	$(GO) build -o bin/thingpipe ./cmd/thingpipe
 
-run: build ## the main job: run thingpipe on this machine
-	./bin/thingpipe rules test deploy/rules
+run: build ## the main job: run the default rule set on the sample messages, print what each rule does
+	./bin/thingpipe rules run deploy/rules testdata/messages
 
 test: vet fmt-check ## every test: vet, gofmt, and the race-enabled test suite (needs moto_server)
 	$(GO) test -race -count=1 $(PKGS)

@@ -84,7 +84,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Sink = nopSink{}
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumQos = 1 // AWS IoT Core supports QoS 0 and 1 only; QoS 2 publishes are downgraded
+	caps.MaximumQos = 1 // AWS IoT Core supports QoS 0 and 1 only (QoS 2 publishes: see hook.OnPacketRead)
 	b := &Broker{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "broker"),
@@ -92,7 +92,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
-		Logger:                 cfg.Logger.With("component", "mochi"),
+		Logger:                 slog.New(mochiHandler{cfg.Logger.With("component", "mochi").Handler()}),
 		InlineClient:           true, // the broker publishes its own events through it
 		SysTopicResendInterval: int64(cfg.SysInterval / time.Second),
 	})
@@ -107,11 +107,11 @@ func New(cfg Config) (*Broker, error) {
 func (b *Broker) Start(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.started {
-		return errors.New("broker: already started")
-	}
 	if b.closed {
 		return ErrClosed
+	}
+	if b.started {
+		return errors.New("broker: already started")
 	}
 	b.disp = newDispatcher(ctx, b.cfg)
 	b.tcp = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: b.cfg.Addr})
@@ -230,4 +230,28 @@ func (b *Broker) publish(ctx context.Context, key, topic string, payload []byte,
 		return fmt.Errorf("broker: publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// mochiHandler keeps mochi's own logs to warnings and errors (its Info lines repeat what the broker logs),
+// minus the message-less warning its TCP listener logs for every connection that ends with an error:
+// OnDisconnect already logs why each client went away.
+type mochiHandler struct{ slog.Handler }
+
+func (h mochiHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h mochiHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h mochiHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return mochiHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h mochiHandler) WithGroup(name string) slog.Handler {
+	return mochiHandler{h.Handler.WithGroup(name)}
 }

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/google/go-cmp/cmp"
 
@@ -540,7 +543,7 @@ func TestRepublishValidates(t *testing.T) {
 	}
 }
 
-func TestQoS2IsDowngraded(t *testing.T) {
+func TestConnackAdvertisesMaxQoS1(t *testing.T) {
 	b := startBroker(t, broker.Config{})
 	_, ca, err := dialV5(t, b.Addr(), "dev-q2", "")
 	if err != nil {
@@ -594,5 +597,155 @@ func TestStartFailsOnBusyPort(t *testing.T) {
 	if err := b.Start(t.Context()); err == nil {
 		_ = b.Close(t.Context())
 		t.Fatal("Start on a busy port succeeded")
+	}
+}
+
+func TestQoS2PublishClosesConnection(t *testing.T) {
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink})
+	c := connectV3(t, b.Addr(), "dev-q2")
+	tok := c.c.Publish("dt/dev-q2/telemetry", 2, false, []byte(`{}`))
+	tok.WaitTimeout(waitFor) // no PUBREC ever comes; the connection closes
+	ev := decodePresence(t, sink.waitTopic(t, broker.PresenceDisconnectedTopic("dev-q2"), 1)[0].Payload)
+	if ev.DisconnectReason != broker.ReasonClientError {
+		t.Errorf("disconnect reason %s, want %s", ev.DisconnectReason, broker.ReasonClientError)
+	}
+	if got := sink.withTopic("dt/dev-q2/telemetry"); len(got) != 0 {
+		t.Errorf("QoS 2 message reached the sink: %+v", got)
+	}
+}
+
+func TestWillMessageReachesSink(t *testing.T) {
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink})
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: "dev-will", Conn: conn})
+	_, err = c.Connect(t.Context(), &paho.Connect{
+		ClientID: "dev-will", CleanStart: true, KeepAlive: 30,
+		WillMessage: &paho.WillMessage{Topic: "dt/dev-will/status", QoS: 1, Payload: []byte(`{"online":false}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.TerminateConnectionForTest()
+	m := sink.waitTopic(t, "dt/dev-will/status", 1)[0]
+	if string(m.Payload) != `{"online":false}` || m.ClientID != "dev-will" {
+		t.Errorf("will in sink = %+v", m)
+	}
+}
+
+func TestKeepAliveTimeout(t *testing.T) {
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink})
+	// A raw client that connects with a 1 s keep-alive and then says nothing: the broker gives up after 1.5 s.
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cp := packets.NewControlPacket(packets.CONNECT)
+	c := cp.Content.(*packets.Connect)
+	c.ProtocolName, c.ProtocolVersion, c.ClientID, c.KeepAlive, c.CleanStart = "MQTT", 5, "dev-sleepy", 1, true
+	if _, err := cp.WriteTo(conn); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := packets.ReadPacket(conn)
+	if err != nil || ack.Type != packets.CONNACK {
+		t.Fatalf("CONNACK: %v %v", ack, err)
+	}
+	ev := decodePresence(t, sink.waitTopic(t, broker.PresenceDisconnectedTopic("dev-sleepy"), 1)[0].Payload)
+	if ev.DisconnectReason != broker.ReasonKeepAlive || *ev.ClientInitiatedDisconnect {
+		t.Errorf("disconnected event = %+v, want %s", ev, broker.ReasonKeepAlive)
+	}
+}
+
+func TestSinkPanicIsContained(t *testing.T) {
+	sink := newRecorder()
+	sink.also = func(_ context.Context, m broker.Message) {
+		if m.Topic == "boom" {
+			panic("sink bug")
+		}
+	}
+	b := startBroker(t, broker.Config{Sink: sink, Workers: 1})
+	c := connectV5(t, b.Addr(), "dev-p")
+	c.publish(t, "boom", 1, nil)
+	c.publish(t, "after", 1, nil)
+	sink.waitTopic(t, "after", 1) // the worker survived
+	if st := b.Stats(); st.SinkPanics != 1 {
+		t.Errorf("SinkPanics = %d, want 1", st.SinkPanics)
+	}
+}
+
+func TestLifecycleErrors(t *testing.T) {
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Republish(t.Context(), "x", nil, 0); err == nil {
+		t.Error("Republish before Start succeeded")
+	}
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context()); err == nil {
+		t.Error("second Start succeeded")
+	}
+	if err := b.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Republish(t.Context(), "x", nil, 0); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("Republish after Close = %v, want ErrClosed", err)
+	}
+	if err := b.Start(t.Context()); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("Start after Close = %v, want ErrClosed", err)
+	}
+	if _, err := net.Dial("tcp", b.Addr()); err == nil {
+		t.Error("still listening after Close")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+func TestLogsConnectsAndRejections(t *testing.T) {
+	var buf syncBuffer
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	c := connectV5(t, b.Addr(), "dev-log")
+	c.c.TerminateConnectionForTest()
+	sink.waitTopic(t, broker.PresenceDisconnectedTopic("dev-log"), 1)
+	if _, err := dialV3(t, b.Addr(), "bad#id"); err == nil {
+		t.Fatal("bad client id accepted")
+	}
+	logs := buf.String()
+	for _, want := range []string{
+		`msg="MQTT client connected" component=broker client=dev-log remote=127.0.0.1:`,
+		`msg="MQTT client disconnected" component=broker client=dev-log reason=CONNECTION_LOST`,
+		`msg="MQTT connect rejected: client id contains '/', '+' or '#'" component=broker client=bad#id`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, `msg=""`) || strings.Contains(logs, "level=INFO msg=\"mochi") {
+		t.Errorf("mochi noise in the log:\n%s", logs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -30,10 +31,11 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
-		mqtt.OnSessionEstablished,
+		mqtt.OnSessionEstablish,
 		mqtt.OnDisconnect,
 		mqtt.OnPublish,
 		mqtt.OnWillSent,
+		mqtt.OnPacketRead,
 	}, []byte{b})
 }
 
@@ -52,6 +54,20 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
+// OnPacketRead closes the connection of a client that publishes at QoS 2: AWS IoT Core has no QoS 2, and
+// mochi would otherwise downgrade it and answer PUBACK where a 3.1.1 client waits for PUBREC.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos < 2 {
+		return pk, nil
+	}
+	h.b.log.Warn("QoS 2 publish refused: AWS IoT Core supports QoS 0 and 1", "client", cl.ID, "topic", pk.TopicName)
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = h.b.server.DisconnectClient(cl, packets.ErrQosNotSupported) // DISCONNECT 0x9B, then close
+	}
+	// Only ErrRejectPacket gets through mochi's hook chain; returned from a read it closes the connection.
+	return pk, fmt.Errorf("%w: QoS 2 is not supported", packets.ErrRejectPacket)
+}
+
 // OnConnectAuthenticate lets everyone in: the broker listens on loopback for local development.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	h.b.log.Info("MQTT client connected", "client", cl.ID, "remote", cl.Net.Remote,
@@ -62,7 +78,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // OnACLCheck allows every publish and subscribe, $aws/events/... included.
 func (h *hook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
-func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+// OnSessionEstablish emits the connected event just before mochi sends CONNACK, so the event is queued
+// before the client — or anyone reacting to its connection — can publish anything.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	b := h.b
 	s := session{id: uuid.NewString(), principal: principal(cl), ip: hostOf(cl.Net.Remote)}
 	b.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -380,5 +382,81 @@ func TestDeployRejectsBadOptionsBeforeCallingAWS(t *testing.T) {
 	}
 	if n := calls.Service("CloudFormation"); n != 0 {
 		t.Errorf("bad options reached CloudFormation (%d calls)", n)
+	}
+}
+
+// A changed template (not only changed parameters) updates the stack in place; a template moto cannot
+// create is an error naming the stack. Small templates with unique names keep these off the real stack.
+func TestDeployTemplateChangesAndFailuresAgainstMoto(t *testing.T) {
+	ctx := context.Background()
+	cfg := awstest.Config(t)
+	cf := cloudformation.NewFromConfig(cfg)
+	queue := awstest.Name(t, "deploy-q")
+	tmpl := func(visibility int) []byte {
+		return []byte(`AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: ` + queue + `
+      SqsManagedSseEnabled: true
+      VisibilityTimeout: ` + strconv.Itoa(visibility) + `
+`)
+	}
+	opts := Options{StackName: awstest.Name(t, "small"), PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	visibilityOf := func() string {
+		t.Helper()
+		client := sqs.NewFromConfig(cfg)
+		u, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+		if err != nil {
+			t.Fatalf("queue: %v", err)
+		}
+		a, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout}})
+		if err != nil {
+			t.Fatalf("attributes: %v", err)
+		}
+		return a.Attributes["VisibilityTimeout"]
+	}
+
+	// This template has none of thingpipe's outputs: the stack is created, then reading its outputs fails.
+	_, err := deployTemplate(ctx, cf, tmpl(30), opts)
+	var oe *OutputsError
+	if !errors.As(err, &oe) || len(oe.Missing) != len((&Outputs{}).outputFields()) {
+		t.Fatalf("Deploy of a foreign template: %v, want an OutputsError listing every output", err)
+	}
+	if got := visibilityOf(); got != "30" {
+		t.Fatalf("VisibilityTimeout = %s after create, want 30", got)
+	}
+	if _, err := deployTemplate(ctx, cf, tmpl(45), opts); !errors.As(err, &oe) {
+		t.Fatalf("update: %v", err)
+	}
+	if got := visibilityOf(); got != "45" {
+		t.Errorf("VisibilityTimeout = %s after a template change, want 45", got)
+	}
+
+	bad := []byte(`AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: ` + awstest.Name(t, "deploy-bad") + `
+      RedrivePolicy:
+        deadLetterTargetArn: arn:aws:sqs:us-east-1:123456789012:no-such-queue
+        maxReceiveCount: 3
+`)
+	badOpts := opts
+	badOpts.StackName = awstest.Name(t, "bad")
+	_, err = deployTemplate(ctx, cf, bad, badOpts)
+	if err == nil || !strings.Contains(err.Error(), badOpts.StackName) {
+		t.Fatalf("Deploy of a failing template: %v, want an error naming stack %s", err, badOpts.StackName)
+	}
+	// moto creates stacks synchronously and does not roll back: the failed stack stays
+	// CREATE_IN_PROGRESS for good. A retry must end at its Timeout, naming that state, not hang.
+	retry := badOpts
+	retry.Timeout = 300 * time.Millisecond
+	_, err = deployTemplate(ctx, cf, bad, retry)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "CREATE_IN_PROGRESS") {
+		t.Errorf("retry after moto's failed create: %v, want a timeout naming CREATE_IN_PROGRESS", err)
 	}
 }

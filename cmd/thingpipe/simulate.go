@@ -88,7 +88,13 @@ func runSimulation(ctx context.Context, sim *simulator.Simulator, out io.Writer,
 		select {
 		case err := <-done:
 			st := sim.Stats()
-			fmt.Fprintf(out, "simulate: done in %s: %s\n", st.Elapsed.Round(time.Millisecond), summary(st))
+			avg := ""
+			if !st.TelemetryStart.IsZero() {
+				if secs := time.Since(st.TelemetryStart).Seconds(); secs > 0 {
+					avg = fmt.Sprintf(", telemetry averaged %.1f/s", float64(st.Telemetry)/secs)
+				}
+			}
+			fmt.Fprintf(out, "simulate: done in %s: %s%s\n", st.Elapsed.Round(time.Millisecond), summary(st), avg)
 			if err != nil {
 				return err
 			}
@@ -99,7 +105,7 @@ func runSimulation(ctx context.Context, sim *simulator.Simulator, out io.Writer,
 		case <-tick:
 			st := sim.Stats()
 			rate := float64(st.Telemetry-last.Telemetry) / every.Seconds()
-			fmt.Fprintf(out, "simulate: %s: %s, telemetry now %.1f/s\n", st.Elapsed.Round(time.Second), summary(st), rate)
+			fmt.Fprintf(out, "simulate: %s: %s, telemetry now %.1f/s\n", st.Elapsed.Round(min(every, time.Second)), summary(st), rate)
 			last = st
 		}
 	}

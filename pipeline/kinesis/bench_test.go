@@ -3,6 +3,7 @@ package kinesis
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -103,4 +104,35 @@ func BenchmarkSubscribe(b *testing.B) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
 	b.ReportMetric(float64(calls.Get("Kinesis", "GetRecords"))*1000/float64(b.N), "getrecords/1000msg")
 	b.ReportMetric(float64(calls.Service("DynamoDB"))*1000/float64(b.N), "dynamodb/1000msg")
+}
+
+// BenchmarkPublishConcurrent publishes one message per Publish call from 64 goroutines: group
+// commit folds concurrent calls into shared PutRecords calls.
+func BenchmarkPublishConcurrent(b *testing.B) {
+	e := newEnv(b, 4)
+	calls := apicalls.New()
+	cfg := e.cfg.Copy()
+	calls.Instrument(&cfg)
+	pub, err := NewPublisher(PublisherConfig{Client: kinesis.NewFromConfig(cfg), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(`{"temperature": 21.5, "battery": 87, "ts": 1795441762000, "humidity": 40.25, "rssi": -71}`)
+	var seq atomic.Int64
+	b.SetParallelism(32) // 32 × GOMAXPROCS goroutines
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			m := message.NewMessage(fmt.Sprint(i), payload)
+			m.Metadata.Set(MetadataPartitionKey, fmt.Sprintf("dev-%d", i%100))
+			if err := pub.Publish(e.stream, m); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(calls.Get("Kinesis", "PutRecords"))*1000/float64(b.N), "putrecords/1000rec")
 }

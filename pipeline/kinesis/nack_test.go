@@ -156,3 +156,50 @@ func TestNackThenCloseCheckpointsBeforeTheNackedRecord(t *testing.T) {
 	}
 	m.Ack()
 }
+
+// A Nack behind un-acked deliveries is acted on without waiting for them: the nacked record and
+// the later un-acked ones are redelivered while the earlier ones stay in flight, and the
+// checkpoint only moves once all of them are acked.
+func TestNackBehindInFlightDeliveries(t *testing.T) {
+	e := newEnv(t, 1)
+	publishN(t, e.publisher(t), e.stream, "n", 10, 5)
+	cfg := e.subConfig("g", "w")
+	cfg.MaxInFlight = 10
+	sub := e.subscriber(t, cfg)
+	ch, err := sub.Subscribe(context.Background(), e.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]*message.Message, 10)
+	for i := range first {
+		first[i] = recv(t, ch)
+	}
+	first[7].Ack()
+	first[5].Nack()
+	waitFor(t, 5*time.Second, "withdrawal of n-6", func() bool { return first[6].Context().Err() != nil })
+	var again []string
+	for len(again) < 4 {
+		m := recv(t, ch)
+		again = append(again, string(m.Payload))
+		m.Ack()
+	}
+	if want := "[n-5 n-6 n-8 n-9]"; fmt.Sprint(again) != want {
+		t.Fatalf("redeliveries %v, want %v", again, want)
+	}
+	for i := range 5 {
+		if first[i].Context().Err() != nil {
+			t.Fatalf("n-%d, before the Nack, was withdrawn", i)
+		}
+	}
+	time.Sleep(3 * cfg.CheckpointInterval)
+	if l := e.leasesOf(t, "g")["shardId-000000000000"]; l.Checkpoint != "" {
+		t.Fatalf("checkpoint %q written while n-0..n-4 are un-acked", l.Checkpoint)
+	}
+	for i := range 5 {
+		first[i].Ack()
+	}
+	last := first[9].Metadata.Get(MetadataSequenceNumber)
+	waitFor(t, 5*time.Second, "checkpoint at n-9", func() bool {
+		return e.leasesOf(t, "g")["shardId-000000000000"].Checkpoint == last
+	})
+}

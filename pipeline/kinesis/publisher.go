@@ -17,13 +17,37 @@ import (
 
 // Publisher is a watermill message.Publisher writing to Kinesis with PutRecords. The topic is the
 // stream name.
+//
+// Concurrent Publish calls on one stream are group-committed: while one PutRecords call is in
+// flight, records of other calls queue, and the next call carries all of them (up to 500 records
+// and 5 MiB). Whoever publishes first flushes (no background goroutine); once its own records are
+// settled it hands the flushing over to the oldest waiting caller. Every Publish still returns only
+// after its own records are written or have failed.
 type Publisher struct {
 	cfg PublisherConfig
 
 	mu       sync.Mutex
 	closed   bool
 	streams  map[string]bool // streams known to exist, when CreateStream is set
+	queues   map[string]*streamQueue
 	inFlight sync.WaitGroup
+}
+
+// streamQueue holds the Publish calls waiting for one stream.
+type streamQueue struct {
+	mu      sync.Mutex
+	pending []*publishRequest // FIFO; the first may be partly taken already
+	taken   int               // entries of pending[0] already in a batch
+	busy    bool              // someone is flushing
+}
+
+// publishRequest is one Publish call's records.
+type publishRequest struct {
+	entries   []types.PutRecordsRequestEntry
+	remaining int   // entries not settled yet (guarded by the queue's mu)
+	err       error // first failure among its entries
+	done      chan struct{}
+	lead      chan struct{} // closed to make this caller the flusher
 }
 
 var _ message.Publisher = (*Publisher)(nil)
@@ -34,13 +58,13 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Publisher{cfg: cfg, streams: map[string]bool{}}, nil
+	return &Publisher{cfg: cfg, streams: map[string]bool{}, queues: map[string]*streamQueue{}}, nil
 }
 
 // PublishError is returned when records are still failing after MaxAttempts.
 type PublishError struct {
 	Stream    string
-	Failed    int    // records not written
+	Failed    int    // records of the PutRecords batch not written
 	ErrorCode string // the last per-entry error code or API error
 	Attempts  int
 	Err       error // the last API error, if any
@@ -62,9 +86,11 @@ func (e *RecordTooLargeError) Error() string {
 	return fmt.Sprintf("kinesis: message %s: record of %d bytes exceeds the 1 MiB limit", e.UUID, e.Size)
 }
 
-// Publish writes msgs to the stream topic, in batches of up to 500 records and 5 MiB. It returns
-// once every record is written or the retries are spent. Records of one call keep their order
-// within a partition key unless some entries had to be retried.
+// Publish writes msgs to the stream topic, in PutRecords calls of up to 500 records and 5 MiB.
+// It returns once every record is written or the retries are spent. Messages are checked first:
+// an invalid one (record too large, partition key too long) fails the call before anything is
+// sent. Records of one call keep their order within a partition key unless some entries had to be
+// retried.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.mu.Lock()
 	if p.closed {
@@ -77,36 +103,106 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if topic == "" {
 		return &ConfigError{"topic", "stream name is empty"}
 	}
+	if len(msgs) == 0 {
+		return nil
+	}
 	ctx := context.Background()
-	if len(msgs) > 0 && msgs[0].Context() != nil {
+	if msgs[0].Context() != nil {
 		// Keep values (tracing) but not cancellation: a message must not be half-published.
 		ctx = context.WithoutCancel(msgs[0].Context())
 	}
 	if err := p.ensureStream(ctx, topic); err != nil {
 		return err
 	}
-
-	batch := make([]types.PutRecordsRequestEntry, 0, min(len(msgs), maxRecordsPerPut))
-	size := 0
-	for _, msg := range msgs {
+	req := &publishRequest{entries: make([]types.PutRecordsRequestEntry, len(msgs)), done: make(chan struct{}), lead: make(chan struct{})}
+	for i, msg := range msgs {
 		entry, err := p.entry(msg)
 		if err != nil {
 			return err
 		}
-		n := len(entry.Data) + len(*entry.PartitionKey)
-		if len(batch) == maxRecordsPerPut || size+n > maxBytesPerPut {
-			if err := p.put(ctx, topic, batch); err != nil {
-				return err
-			}
-			batch, size = batch[:0], 0
+		req.entries[i] = entry
+	}
+	req.remaining = len(req.entries)
+
+	q := p.queue(topic)
+	q.mu.Lock()
+	q.pending = append(q.pending, req)
+	if q.busy {
+		q.mu.Unlock()
+		select {
+		case <-req.done:
+			return req.err
+		case <-req.lead:
 		}
-		batch = append(batch, entry)
-		size += n
+	} else {
+		q.busy = true
+		q.mu.Unlock()
 	}
-	if len(batch) > 0 {
-		return p.put(ctx, topic, batch)
+	p.flush(ctx, topic, q, req)
+	<-req.done
+	return req.err
+}
+
+func (p *Publisher) queue(stream string) *streamQueue {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queues[stream]
+	if q == nil {
+		q = &streamQueue{}
+		p.queues[stream] = q
 	}
-	return nil
+	return q
+}
+
+// flush sends batches from the queue until own is settled, then hands over to a waiting caller.
+func (p *Publisher) flush(ctx context.Context, stream string, q *streamQueue, own *publishRequest) {
+	var batch []types.PutRecordsRequestEntry
+	var owners []*publishRequest
+	for {
+		q.mu.Lock()
+		if own.remaining == 0 {
+			if len(q.pending) == 0 {
+				q.busy = false
+			} else {
+				close(q.pending[0].lead)
+			}
+			q.mu.Unlock()
+			return
+		}
+		batch, owners = batch[:0], owners[:0]
+		size := 0
+		for len(q.pending) > 0 && len(batch) < maxRecordsPerPut {
+			r := q.pending[0]
+			e := r.entries[q.taken]
+			n := len(e.Data) + len(aws.ToString(e.PartitionKey))
+			if size+n > maxBytesPerPut {
+				break
+			}
+			batch, owners, size = append(batch, e), append(owners, r), size+n
+			q.taken++
+			if q.taken == len(r.entries) {
+				q.pending[0] = nil
+				q.pending, q.taken = q.pending[1:], 0
+			}
+		}
+		q.mu.Unlock()
+
+		failed, err := p.put(ctx, stream, batch)
+
+		q.mu.Lock()
+		for _, i := range failed {
+			if owners[i].err == nil {
+				owners[i].err = err
+			}
+		}
+		for _, r := range owners {
+			r.remaining--
+			if r.remaining == 0 {
+				close(r.done)
+			}
+		}
+		q.mu.Unlock()
+	}
 }
 
 func (p *Publisher) entry(msg *message.Message) (types.PutRecordsRequestEntry, error) {
@@ -131,8 +227,13 @@ func (p *Publisher) entry(msg *message.Message) (types.PutRecordsRequestEntry, e
 }
 
 // put writes one batch, retrying the failed entries (per-entry errors such as
-// ProvisionedThroughputExceededException, and throttled or failed calls) with backoff.
-func (p *Publisher) put(ctx context.Context, stream string, entries []types.PutRecordsRequestEntry) error {
+// ProvisionedThroughputExceededException, and throttled or failed calls) with backoff. It returns
+// the indices of the entries not written and the error that explains them.
+func (p *Publisher) put(ctx context.Context, stream string, entries []types.PutRecordsRequestEntry) ([]int, error) {
+	idx := make([]int, len(entries))
+	for i := range idx {
+		idx[i] = i
+	}
 	pending := entries
 	var lastCode string
 	var lastErr error
@@ -140,31 +241,33 @@ func (p *Publisher) put(ctx context.Context, stream string, entries []types.PutR
 		out, err := p.cfg.Client.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: pending})
 		switch {
 		case err != nil && !retryableKinesisError(err):
-			return fmt.Errorf("kinesis: PutRecords to %s: %w", stream, err)
+			return idx, fmt.Errorf("kinesis: PutRecords to %s: %w", stream, err)
 		case err != nil:
 			lastErr, lastCode = err, errorCode(err)
 		case aws.ToInt32(out.FailedRecordCount) == 0:
-			return nil
+			return nil, nil
 		default:
 			// Keep only the failed entries, in their original order.
-			failed := pending[:0:0]
+			var failed []types.PutRecordsRequestEntry
+			var failedIdx []int
 			for i, r := range out.Records {
 				if r.ErrorCode != nil && i < len(pending) {
 					failed = append(failed, pending[i])
+					failedIdx = append(failedIdx, idx[i])
 					lastCode = aws.ToString(r.ErrorCode)
 				}
 			}
-			if len(failed) == 0 { // FailedRecordCount without per-entry codes: retry all
-				failed = pending
+			if len(failed) > 0 { // FailedRecordCount without per-entry codes: retry all
+				pending, idx = failed, failedIdx
 			}
-			pending, lastErr = failed, nil
+			lastErr = nil
 		}
 		if attempt >= p.cfg.MaxAttempts {
-			return &PublishError{Stream: stream, Failed: len(pending), ErrorCode: lastCode, Attempts: attempt, Err: lastErr}
+			return idx, &PublishError{Stream: stream, Failed: len(pending), ErrorCode: lastCode, Attempts: attempt, Err: lastErr}
 		}
 		p.cfg.Logger.Debug("kinesis: retrying PutRecords", "stream", stream, "records", len(pending), "attempt", attempt, "error", lastCode)
 		if err := sleepCtx(ctx, backoff(p.cfg.RetryBaseDelay, p.cfg.RetryMaxDelay, attempt)); err != nil {
-			return err
+			return idx, err
 		}
 	}
 }

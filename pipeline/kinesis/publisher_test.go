@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -162,5 +164,70 @@ func TestPublisherBatchLimits(t *testing.T) {
 		if counting.calls != tc.calls {
 			t.Errorf("%d x %d bytes: %d PutRecords calls, want %d", tc.n, tc.size, counting.calls, tc.calls)
 		}
+	}
+}
+
+// slowKinesis delays every PutRecords, so concurrent Publish calls pile up behind it.
+type slowKinesis struct {
+	PublisherClient
+	delay time.Duration
+	calls atomic.Int64
+}
+
+func (s *slowKinesis) PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
+	s.calls.Add(1)
+	time.Sleep(s.delay)
+	return s.PublisherClient.PutRecords(ctx, in, opts...)
+}
+
+// Concurrent single-message Publish calls share PutRecords calls, each returns only once its own
+// record is written, and a failure is reported only to the caller whose record failed.
+func TestPublisherGroupCommit(t *testing.T) {
+	e := newEnv(t, 2)
+	flaky := &flakyKinesis{PublisherClient: e.kin, failEntry: func(_ int, data []byte) bool { return strings.HasSuffix(string(data), "poison") }}
+	slow := &slowKinesis{PublisherClient: flaky, delay: 20 * time.Millisecond}
+	pub, err := NewPublisher(PublisherConfig{Client: slow, Logger: quietLogger(), MaxAttempts: 2, RetryBaseDelay: 1, RetryMaxDelay: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			payload := fmt.Sprintf("g-%d", i)
+			if i == 77 {
+				payload = "g-77-poison"
+			}
+			errs[i] = pub.Publish(e.stream, message.NewMessage(fmt.Sprint(i), []byte(payload)))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var pe *PublishError
+		if i == 77 {
+			if !errors.As(err, &pe) || pe.Failed != 1 {
+				t.Errorf("poison publish: err = %v, want a PublishError for 1 record", err)
+			}
+		} else if err != nil {
+			t.Errorf("publish %d: %v", i, err)
+		}
+	}
+	if calls := slow.calls.Load(); calls >= n/4 {
+		t.Errorf("%d PutRecords calls for %d concurrent publishes: not group-committed", calls, n)
+	}
+	c := newCollector()
+	sub := e.subscriber(t, e.subConfig("g", "w"))
+	ch, err := sub.Subscribe(context.Background(), e.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.consume(ch, nil)
+	waitFor(t, 10*time.Second, "199 records", func() bool { return c.distinct() == n-1 })
+	time.Sleep(200 * time.Millisecond)
+	if c.count("g-77-poison") != 0 || c.distinct() != n-1 {
+		t.Errorf("got %d distinct records, poison %d times", c.distinct(), c.count("g-77-poison"))
 	}
 }

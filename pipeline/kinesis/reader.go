@@ -81,6 +81,9 @@ func (r *shardReader) run(ctx context.Context) {
 	defer ckpt.Stop()
 	fetchTimer := time.NewTimer(0)
 	defer fetchTimer.Stop()
+	nackScan := time.NewTicker(cfg.NackResendDelay)
+	defer nackScan.Stop()
+	nackScanDue := false
 	var (
 		draining   bool
 		drainTimer <-chan time.Time
@@ -161,6 +164,8 @@ func (r *shardReader) run(ctx context.Context) {
 		case <-nacked:
 		case <-resendC:
 			resend = nil
+		case <-nackScan.C:
+			nackScanDue = r.next-r.head > 1
 		case <-fetchC:
 			fetchTimer.Reset(r.fetch(ctx, log))
 		case <-ckpt.C:
@@ -189,20 +194,41 @@ func (r *shardReader) run(ctx context.Context) {
 			return
 		}
 
-		// A Nack at the head rewinds delivery; the candidate message, if any, is rebuilt after it.
-		if r.head < len(r.win) && r.win[r.head].msg != nil {
-			select {
-			case <-r.win[r.head].msg.Nacked():
-				r.rewind(&toSend)
-				resendAt = time.Now().Add(cfg.NackResendDelay)
-				if resend != nil {
-					resend.Stop()
-					resend = nil
-				}
-			default:
+		// A Nack rewinds delivery to the nacked record. The head's Nack wakes the loop at once; a
+		// Nack further in the window is found by a scan every NackResendDelay.
+		k := -1
+		if nackScanDue || (r.head < r.next && r.win[r.head].msg != nil && isClosed(r.win[r.head].msg.Nacked())) {
+			k = r.firstNacked()
+			nackScanDue = false
+		}
+		if k >= 0 {
+			r.rewind(k, &toSend)
+			resendAt = time.Now().Add(cfg.NackResendDelay)
+			if resend != nil {
+				resend.Stop()
+				resend = nil
 			}
 		}
 	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// firstNacked returns the window index of the oldest delivered message that was nacked, or -1.
+func (r *shardReader) firstNacked() int {
+	for i := r.head; i < r.next; i++ {
+		if e := &r.win[i]; !e.acked && e.msg != nil && isClosed(e.msg.Nacked()) {
+			return i
+		}
+	}
+	return -1
 }
 
 // settleHead pops acked entries off the head, moving the acked position forward.
@@ -236,16 +262,16 @@ func (r *shardReader) settleHead(log interface{ Debug(string, ...any) }) {
 	}
 }
 
-// rewind withdraws the head (nacked) and every later delivery not yet acked, so they are
-// delivered again in order.
-func (r *shardReader) rewind(toSend **message.Message) {
+// rewind withdraws the nacked delivery at window index k and every later delivery not yet acked,
+// so they are delivered again in order. Deliveries before k stay in flight.
+func (r *shardReader) rewind(k int, toSend **message.Message) {
 	*toSend = nil
-	for i := r.head; i < r.next; i++ {
+	for i := k; i < r.next; i++ {
 		e := &r.win[i]
 		if e.acked || e.msg == nil {
 			continue
 		}
-		if i > r.head {
+		if i > k {
 			select {
 			case <-e.msg.Acked():
 				e.acked = true
@@ -256,7 +282,7 @@ func (r *shardReader) rewind(toSend **message.Message) {
 		e.cancel()
 		e.msg, e.cancel = nil, nil
 	}
-	r.next = r.head
+	r.next = k
 }
 
 // dropUnsent forgets records not delivered yet, for a graceful stop: the next owner reads them

@@ -138,6 +138,8 @@ type subscription struct {
 
 	recvCtx    context.Context // ends receiving and handing out: Subscribe's ctx or Close
 	stop       context.CancelFunc
+	pollCtx    context.Context // for ReceiveMessage calls: a poll in progress is let finish
+	cancelPoll context.CancelFunc
 	msgCtx     context.Context // parent of every message's context
 	cancelMsgs context.CancelFunc
 	abort      chan struct{} // closed after CloseTimeout: stop waiting for acks
@@ -169,6 +171,7 @@ func newSubscription(ctx context.Context, cfg SubscriberConfig, url string) *sub
 		done:          make(chan struct{}),
 	}
 	s.recvCtx, s.stop = context.WithCancel(ctx)
+	s.pollCtx, s.cancelPoll = context.WithCancel(context.WithoutCancel(ctx))
 	s.msgCtx, s.cancelMsgs = context.WithCancel(ctx)
 	return s
 }
@@ -185,23 +188,29 @@ func (s *subscription) start(onDone func()) {
 }
 
 // lifecycle shuts the subscription down once receiving ends, in an order that loses nothing:
-// receivers, then handed-out messages (bounded by CloseTimeout), then heartbeats, then batches.
+// polls in progress finish (their messages are released), handed-out messages are acked or nacked
+// (both bounded by CloseTimeout), then heartbeats stop and pending batches are sent.
 func (s *subscription) lifecycle(onDone func()) {
 	defer close(s.done)
 	<-s.recvCtx.Done()
-	s.receivers.Wait()
-	runnersDone := make(chan struct{})
-	go func() { s.runners.Wait(); close(runnersDone) }()
+	drained := make(chan struct{})
+	go func() {
+		s.receivers.Wait() // receivers add runners, so they are waited for first
+		s.runners.Wait()
+		close(drained)
+	}()
 	timer := time.NewTimer(s.cfg.CloseTimeout)
 	select {
-	case <-runnersDone:
+	case <-drained:
 	case <-timer.C:
 		s.log.Warn("sqs: messages still not acked or nacked after CloseTimeout; releasing them",
 			"messages", s.heldCount(), "close_timeout", s.cfg.CloseTimeout)
+		s.cancelPoll()
 		close(s.abort)
-		<-runnersDone
+		<-drained
 	}
 	timer.Stop()
+	s.cancelPoll()
 	s.cancelMsgs()
 	close(s.out)
 	close(s.stopHeartbeat)
@@ -234,8 +243,15 @@ func (s *subscription) receive() {
 		if err := s.capacity.acquire(s.recvCtx, want); err != nil {
 			return
 		}
+		if s.recvCtx.Err() != nil {
+			s.capacity.release(want)
+			return
+		}
+		// A poll is not cancelled when the subscription ends: SQS may already have taken messages
+		// for it, which would stay invisible for the visibility timeout. It finishes (within
+		// WaitTime, or CloseTimeout) and run releases what it brought.
 		start := time.Now()
-		out, err := s.client.ReceiveMessage(s.recvCtx, in)
+		out, err := s.client.ReceiveMessage(s.pollCtx, in)
 		if err != nil {
 			s.capacity.release(want)
 			if s.recvCtx.Err() != nil {
@@ -304,7 +320,7 @@ next:
 }
 
 // run hands out msgs one after the other, each once the previous was acked. A nack makes the
-// message and those after it visible again after the backoff, so they come back in order.
+// message visible again after the backoff, and releases those after it.
 func (s *subscription) run(msgs []*received) {
 	defer s.runners.Done()
 	for i, r := range msgs {
@@ -322,7 +338,11 @@ func (s *subscription) run(msgs []*received) {
 		case <-r.msg.Acked():
 			s.ack(r)
 		case <-r.msg.Nacked():
-			s.settle(msgs[i:], s.nackVisibility(r.receiveCount))
+			// Only the nacked message waits out the backoff. Those after it (FIFO) are released at
+			// once: SQS still returns none of the group while the nacked one is in flight, so it
+			// comes back first.
+			s.settle(msgs[i:i+1], s.nackVisibility(r.receiveCount))
+			s.settle(msgs[i+1:], 0)
 			return
 		case <-s.abort:
 			s.settle(msgs[i:], 0)

@@ -10,14 +10,15 @@ import (
 
 // The universal suite runs in its short mode (ForceShort): 100 messages and 10 subscribers instead
 // of 5,000 and 50, because moto's SQS slows down as queues deepen (see docs/sqs.md).
-func universalConstructor(client testClientAPI, pubCfg PublisherConfig) tests.PubSubConstructor {
+func universalConstructor(client testClientAPI, subCfg SubscriberConfig, pubCfg PublisherConfig) tests.PubSubConstructor {
+	subCfg.Client = client
+	pubCfg.Client = client
+	pubCfg.Logger = quietLogger()
 	return func(t *testing.T) (message.Publisher, message.Subscriber) {
-		sub, err := NewSubscriber(fastConfig(client))
+		sub, err := NewSubscriber(subCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pubCfg.Client = client
-		pubCfg.Logger = quietLogger()
 		pub, err := NewPublisher(pubCfg)
 		if err != nil {
 			t.Fatal(err)
@@ -39,7 +40,7 @@ func TestUniversalStandardQueue(t *testing.T) {
 		GuaranteedOrder:     false, // standard queues do not keep order
 		Persistent:          true,
 		ForceShort:          true,
-	}, universalConstructor(testClient(t), PublisherConfig{}), nil)
+	}, universalConstructor(testClient(t), fastConfig(nil), PublisherConfig{}), nil)
 }
 
 // fifoTopics appends ".fifo" to every topic, since the suite derives topics by appending suffixes.
@@ -60,13 +61,19 @@ func (s fifoSub) SubscribeInitialize(topic string) error {
 
 func TestUniversalFIFOQueue(t *testing.T) {
 	t.Parallel()
-	construct := universalConstructor(testClient(t), PublisherConfig{DefaultMessageGroupID: "all"})
+	// moto's ReceiveMessage is not atomic: concurrent receives can both get messages of one group,
+	// which SQS never does. So each subscriber has one receiver and the ordering test runs with one
+	// subscriber (on SQS, any number keeps a group's order).
+	subCfg := fastConfig(nil)
+	subCfg.Receivers = 1
+	construct := universalConstructor(testClient(t), subCfg, PublisherConfig{DefaultMessageGroupID: "all"})
 	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups:      false,
-		ExactlyOnceDelivery: false,
-		GuaranteedOrder:     true, // one message group: SQS and the subscriber keep its order
-		Persistent:          true,
-		ForceShort:          true,
+		ConsumerGroups:                      false,
+		ExactlyOnceDelivery:                 false,
+		GuaranteedOrder:                     true, // one message group: SQS and the subscriber keep its order
+		GuaranteedOrderWithSingleSubscriber: true,
+		Persistent:                          true,
+		ForceShort:                          true,
 	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
 		pub, sub := construct(t)
 		return fifoPub{pub}, fifoSub{sub.(*Subscriber)}

@@ -103,7 +103,9 @@ func (q *Query) MatchesTopic(topic string) bool { return topicMatches(q.stmt.top
 func (q *Query) Unsupported() []string { return append([]string(nil), q.unsupported...) }
 
 // Message is one MQTT message and its evaluation context. Its payload is decoded at most once, however
-// many queries evaluate it; a Message is not safe for concurrent use.
+// many queries evaluate it; a Message is not safe for concurrent use. The decoded form reads Payload
+// in place: do not modify Payload's bytes while the Message is in use (assigning a new slice is fine
+// and is noticed).
 type Message struct {
 	Topic     string
 	Payload   []byte
@@ -139,6 +141,12 @@ func (q *Query) Eval(m *Message) (Result, error) {
 	}
 	ev := evaluator{m: m, v2: q.version == Version20160323, version: q.version}
 	ev.st = m.state()
+	if len(q.stmt.sets) > 0 {
+		defer ev.releaseVars(ev.setVars(q.stmt.sets))
+		if ev.err != nil {
+			return Result{}, fmt.Errorf("iotsql: SET of %q: %w", q.stmt.topic, ev.err)
+		}
+	}
 	if q.stmt.where != nil {
 		w := ev.eval(q.stmt.where)
 		if ev.err != nil {
@@ -181,4 +189,9 @@ func CompileTemplate(s string, v Version) (*Template, error) {
 func (t *Template) String() string { return t.src }
 
 // Render evaluates the template's expressions on m (the incoming message, as in AWS) and returns the text.
-func (t *Template) Render(m *Message) (string, error) { return t.render(m) }
+// Variables (@name) are Undefined here; use Query.Render for a rule with a SET clause.
+func (t *Template) Render(m *Message) (string, error) { return t.render(m, nil) }
+
+// Render renders an action template of this rule: like Template.Render, with the rule's SET
+// variables available as @name (the reference: variables can be used in action templates).
+func (q *Query) Render(t *Template, m *Message) (string, error) { return t.render(m, q) }

@@ -54,10 +54,10 @@ func BenchmarkRuleSet(b *testing.B) {
 	b.SetBytes(int64(len(benchPayload)))
 	matched := 0
 	for b.Loop() {
-		m := Message{Topic: "dt/dev-0042/telemetry", Payload: benchPayload}
+		m := &Message{Topic: "dt/dev-0042/telemetry", Payload: benchPayload}
 		matched = 0
 		for _, q := range qs {
-			r, err := q.Eval(&m)
+			r, err := q.Eval(m)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -18,7 +18,10 @@ type msgState struct {
 	d       doc
 	stack   []value
 	now     time.Time
-	decodes int // how many times the payload was decoded (tests check it is at most once)
+	// In-place storage so that a typical message needs no allocation beyond its Message.
+	nodeBuf  [48]node
+	stackBuf [8]value
+	decodes  int // how many times the payload was decoded (tests check it is at most once)
 }
 
 // state returns m's cache, resetting it when the payload changed since the last evaluation.
@@ -44,7 +47,12 @@ func (m *Message) root() (value, bool) {
 			st.ptr = unsafe.SliceData(m.Payload)
 		}
 		st.decodes++
-		st.isJSON = st.d.parse(string(m.Payload)) == nil
+		if st.d.nodes == nil {
+			st.d.nodes = st.nodeBuf[:0]
+		}
+		// The document reads the payload in place (no copy): Payload must not change while the
+		// Message is being evaluated. Nothing that outlives an evaluation refers to it.
+		st.isJSON = st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
 	}
 	if !st.isJSON {
 		return undef, false
@@ -61,6 +69,35 @@ type evaluator struct {
 	// row is the current row of a nested query; payload when !inRow.
 	row   value
 	inRow bool
+	// root caches the decoded payload for this evaluation.
+	root     value
+	haveRoot bool
+	// vars are the SET variables' values, in the order of q.sets.
+	vars []value
+	sets []setAssign
+}
+
+// setVars evaluates the SET clause into the scratch stack and returns the stack mark to restore.
+func (ev *evaluator) setVars(sets []setAssign) int {
+	st := ev.st
+	if st.stack == nil {
+		st.stack = st.stackBuf[:0]
+	}
+	base := len(st.stack)
+	ev.sets = sets
+	for i, s := range sets {
+		st.stack = append(st.stack, undef)
+		v := ev.eval(s.x)
+		st.stack[base+i] = v
+		ev.vars = st.stack[base : base+i+1 : base+i+1]
+	}
+	return base
+}
+
+func (ev *evaluator) releaseVars(base int) {
+	clear(ev.st.stack[base:])
+	ev.st.stack = ev.st.stack[:base]
+	ev.vars = nil
 }
 
 // current returns the value names are resolved against.
@@ -72,17 +109,24 @@ func (ev *evaluator) current() value {
 }
 
 func (ev *evaluator) payload() value {
-	v, ok := ev.m.root()
-	if !ok && ev.err == nil {
-		ev.err = ErrPayloadNotJSON
+	if ev.haveRoot {
+		return ev.root
 	}
+	v, ok := ev.m.root()
+	if !ok {
+		if ev.err == nil {
+			ev.err = ErrPayloadNotJSON
+		}
+		return v
+	}
+	ev.root, ev.haveRoot = v, true
 	return v
 }
 
 // norm applies the 2016-03-23 rule that whole-number Decimals are Ints to values read from JSON.
 func (ev *evaluator) norm(v value) value {
 	if v.k == kDec {
-		return decV(v.f, ev.v2)
+		return decV(v.f(), ev.v2)
 	}
 	return v
 }
@@ -92,6 +136,16 @@ func (ev *evaluator) eval(e expr) value {
 	case *litExpr:
 		return x.v
 	case *accessExpr:
+		if x.names != nil {
+			cur := ev.current()
+			if cur.doc != nil && cur.k == kObj {
+				i := cur.doc.lookup(cur.n, x.names)
+				if i < 0 {
+					return undef
+				}
+				return ev.norm(cur.doc.value(i))
+			}
+		}
 		var v value
 		if x.base == nil {
 			v = ev.current()
@@ -149,6 +203,19 @@ func (ev *evaluator) eval(e expr) value {
 		return arrV(a)
 	case *subquery:
 		return ev.subquery(x.q)
+	case *varExpr:
+		if x.idx >= 0 {
+			if x.idx < len(ev.vars) {
+				return ev.vars[x.idx]
+			}
+			return undef
+		}
+		for i, s := range ev.sets { // a template rendered for a query
+			if s.name == x.name && i < len(ev.vars) {
+				return ev.vars[i]
+			}
+		}
+		return undef
 	}
 	return undef
 }
@@ -161,7 +228,7 @@ func (ev *evaluator) neg(v value) value {
 		}
 		return intV(-v.i)
 	case kDec:
-		return decV(-v.f, ev.v2)
+		return decV(-v.f(), ev.v2)
 	case kStr:
 		if f, ok := parseDecimalString(v.s); ok {
 			return decV(-f, ev.v2)
@@ -432,9 +499,16 @@ func (ev *evaluator) project(q *selectStmt) value {
 		return ev.eval(q.items[0].x)
 	}
 	o := &object{}
+	if n := len(q.items); n > 1 || !q.items[0].star {
+		o.keys, o.vals = make([]string, 0, n+8), make([]value, 0, n+8)
+	}
 	for _, it := range q.items {
 		if it.star {
 			cur := ev.current()
+			if cur.k == kObj && len(o.keys) == 0 {
+				n := cur.length() + len(q.items)
+				o.keys, o.vals = make([]string, 0, n), make([]value, 0, n)
+			}
 			if cur.k != kObj {
 				if len(q.items) == 1 {
 					return cur
@@ -504,11 +578,113 @@ func (ev *evaluator) output(q *selectStmt) (json.RawMessage, bool) {
 			return append(json.RawMessage{}, ev.m.Payload...), true
 		}
 	}
+	if q.stream {
+		b := ev.writeTop(q, make([]byte, 0, len(ev.m.Payload)+64))
+		if ev.err != nil {
+			return nil, false
+		}
+		return b, false
+	}
 	v := ev.project(q)
 	if ev.err != nil {
 		return nil, false
 	}
 	return appendJSON(make([]byte, 0, 128), v, ev.v2), false
+}
+
+// writeTop writes the output object of a streamable query directly: the payload's members for a
+// leading "*" (an item with the same name replaces a member in place, as the object path does),
+// then the remaining items in SELECT order. Undefined values are left out.
+func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
+	st := ev.st
+	if st.stack == nil {
+		st.stack = st.stackBuf[:0]
+	}
+	base := len(st.stack)
+	for _, it := range q.items {
+		if it.star {
+			st.stack = append(st.stack, undef)
+			continue
+		}
+		st.stack = append(st.stack, ev.eval(it.x))
+	}
+	vals := st.stack[base:]
+	b = ev.writeItems(q, vals, b)
+	clear(st.stack[base:])
+	st.stack = st.stack[:base]
+	return b
+}
+
+func (ev *evaluator) writeItems(q *selectStmt, vals []value, b []byte) []byte {
+	start := 0
+	b = append(b, '{')
+	first := true
+	if q.items[0].star {
+		start = 1
+		cur := ev.current()
+		if cur.k != kObj {
+			if len(q.items) == 1 {
+				return appendJSON(b[:0], cur, ev.v2)
+			}
+		} else if cur.doc != nil {
+			// The payload itself: walk its members and copy their text.
+			d := cur.doc
+			kn := cur.n + 1
+			for c := int32(0); c < d.nodes[cur.n].count; c++ {
+				vn := kn + 1
+				next := d.nodes[vn].next
+				key := d.str(kn)
+				replaced := false
+				for j := 1; j < len(q.items); j++ {
+					if vals[j].defined() && q.items[j].outName() == key {
+						b = appendMember(b, &first, key, vals[j], ev.v2)
+						vals[j] = undef // written here, in the member's place
+						replaced = true
+						break
+					}
+				}
+				if !replaced {
+					if !first {
+						b = append(b, ',')
+					}
+					first = false
+					b = d.appendString(b, kn)
+					b = append(b, ':')
+					b = d.appendJSON(b, vn, ev.v2)
+				}
+				kn = next
+			}
+		} else {
+			it := cur.iter()
+			for {
+				v, ok := it.next()
+				if !ok {
+					break
+				}
+				for j := 1; j < len(q.items); j++ {
+					if vals[j].defined() && q.items[j].outName() == it.key {
+						v = vals[j]
+						vals[j] = undef
+						break
+					}
+				}
+				b = appendMember(b, &first, it.key, v, ev.v2)
+			}
+		}
+	}
+	for j := start; j < len(q.items); j++ {
+		if !vals[j].defined() {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, q.items[j].outName())
+		b = append(b, ':')
+		b = appendJSON(b, vals[j], ev.v2)
+	}
+	return append(b, '}')
 }
 
 func (ev *evaluator) now() time.Time {
@@ -519,4 +695,18 @@ func (ev *evaluator) now() time.Time {
 		ev.st.now = time.Now()
 	}
 	return ev.st.now
+}
+
+// appendMember writes "key":value (with a leading comma unless first); Undefined writes nothing.
+func appendMember(b []byte, first *bool, key string, v value, v2 bool) []byte {
+	if !v.defined() {
+		return b
+	}
+	if !*first {
+		b = append(b, ',')
+	}
+	*first = false
+	b = appendJSONString(b, key)
+	b = append(b, ':')
+	return appendJSON(b, v, v2)
 }

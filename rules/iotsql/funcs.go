@@ -210,6 +210,9 @@ func init() {
 // calls allocate nothing unless the function builds a new string, array or object.
 func (ev *evaluator) call(c *callExpr) value {
 	st := ev.st
+	if st.stack == nil {
+		st.stack = st.stackBuf[:0]
+	}
 	base := len(st.stack)
 	for _, a := range c.args {
 		if _, star := a.(*starExpr); star && (c.fn.id == fEncode || c.fn.id == fDecode) {
@@ -239,7 +242,7 @@ func (ev *evaluator) apply(c *callExpr, a []value) value {
 			}
 			return a[0]
 		case kDec:
-			return decV(math.Abs(a[0].f), v2)
+			return decV(math.Abs(a[0].f()), v2)
 		case kStr:
 			if f, ok := parseDecimalString(a[0].s); ok {
 				return decV(math.Abs(f), v2)
@@ -442,7 +445,7 @@ func (ev *evaluator) apply(c *callExpr, a []value) value {
 	case fPrincipal:
 		return nonEmpty(ev.m.Principal)
 	case fRand:
-		return value{k: kDec, f: mrand.Float64()}
+		return decRaw(mrand.Float64())
 	case fRegexpMatches, fRegexpReplace, fRegexpSubstr:
 		return regexpFn(c, a, v2)
 	case fReplace:
@@ -565,7 +568,7 @@ func roundFn(id funcID, v value) value {
 		f = math.Round(f) // half away from zero: the reference's round(-1.5) = -2
 	}
 	if f < -9.2e18 || f > 9.2e18 {
-		return value{k: kDec, f: f}
+		return decRaw(f)
 	}
 	return intV(int64(f))
 }
@@ -577,7 +580,7 @@ func toIntNearest(v value) (int64, bool) {
 	case kInt:
 		return v.i, true
 	case kDec:
-		f := math.Round(v.f)
+		f := math.Round(v.f())
 		if f < -9.2e18 || f > 9.2e18 {
 			return 0, false
 		}
@@ -712,7 +715,7 @@ func castTo(v value, ty string, v2 bool) value {
 		case kInt:
 			return boolV(v.i != 0)
 		case kDec:
-			return boolV(v.f != 0)
+			return boolV(v.f() != 0)
 		case kBool:
 			return v
 		case kStr:

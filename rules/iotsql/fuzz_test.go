@@ -21,6 +21,8 @@ func FuzzCompile(f *testing.F) {
 		"SELECT * FROM 'a' WHERE NOT (a IN [1,2] OR b CONTAINS 'c') AND d || e <> 'f'",
 		"SELECT parse_time('yyyy', timestamp(), 'UTC') AS t, ${x} FROM 'a'",
 		"select", "((((", "SELECT 'unterminated", "SELECT a.0 FROM 't'", "SELECT 1e999 FROM 't'",
+		"SET @a = a * 2, @b = {'k': @a} SELECT @b.k, (SELECT VALUE c FROM b WHERE @a > 1) FROM '#'",
+		"SET @x = ", "SELECT @", "SET @a = 1 SELECT @a.b[0] FROM 'a'",
 	} {
 		f.Add(s)
 	}
@@ -52,7 +54,8 @@ func FuzzCompile(f *testing.F) {
 // FuzzEval evaluates a fixed set of queries on arbitrary payloads: no panics, outputs are valid
 // JSON, and non-JSON payloads give ErrPayloadNotJSON or (for SELECT *) the raw bytes.
 func FuzzEval(f *testing.F) {
-	for _, s := range []string{telemetry, `[]`, `{"a":"\u0000\ud800"}`, `{"e":[{"n":1},{"n":"x"},3]}`, "\x00\xff", `1e400`, `{"a":{"a":{"a":[[[[1]]]]}}}`} {
+	for _, s := range []string{telemetry, `[]`, `{"a":"\u0000\ud800"}`, `{"e":[{"n":1},{"n":"x"},3]}`, "\x00\xff", `1e400`, `{"a":{"a":{"a":[[[[1]]]]}}}`,
+		`[1.50, 10.0, 0.0000001, 0.000001, -0.0, -0, 123456789012345678, 12345678901234567890, 1e5, 0.1, 1.0000000000000002, "\u00e9", "\ud800", "é"]`} {
 		f.Add([]byte(s))
 	}
 	sqls := []string{
@@ -94,6 +97,20 @@ func FuzzEval(f *testing.F) {
 		}
 		if _, err := tm.Render(m); err != nil && (!errors.Is(err, ErrPayloadNotJSON) || valid) {
 			t.Fatalf("template on %q: %v", payload, err)
+		}
+		if valid {
+			// Copying the payload's text must give exactly what converting each value gives.
+			var d doc
+			if err := d.parse(string(payload)); err != nil {
+				t.Fatalf("parse %q: %v", payload, err)
+			}
+			for _, v2 := range []bool{false, true} {
+				fast := string(appendJSON(nil, d.value(0), v2))
+				slow := string(appendJSONMode(nil, d.value(0), v2, false))
+				if fast != slow && d.nodes[0].k >= kArr {
+					t.Fatalf("payload %q (v2=%v): raw copy %q, conversion %q", payload, v2, fast, slow)
+				}
+			}
 		}
 		if valid && !strings.Contains(string(payload), "\\u") && m.st.decodes != 1 {
 			t.Fatalf("decoded %d times", m.st.decodes)

@@ -100,7 +100,15 @@ func runGolden(t *testing.T, c goldenCase) {
 		if err != nil {
 			t.Fatalf("compile template: %v", err)
 		}
-		got, err := tm.Render(m)
+		render := tm.Render
+		if c.SQL != "" { // a template of this rule: its SET variables are visible
+			q, err := Compile(c.SQL, v)
+			if err != nil {
+				t.Fatalf("compile %q: %v", c.SQL, err)
+			}
+			render = func(m *Message) (string, error) { return q.Render(tm, m) }
+		}
+		got, err := render(m)
 		if c.ErrNotJSON {
 			if !errors.Is(err, ErrPayloadNotJSON) {
 				t.Fatalf("want ErrPayloadNotJSON, got %v", err)

@@ -3,6 +3,7 @@ package iotsql
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -433,4 +434,143 @@ func (d *doc) index(i int32, k int64) value {
 		j = d.nodes[j].next
 	}
 	return d.value(j)
+}
+
+// appendJSON writes the subtree at node i, copying the payload's own text for strings and numbers
+// whenever that text is already what the value would be serialized as (the common case), and
+// converting otherwise. Whitespace is dropped.
+func (d *doc) appendJSON(b []byte, i int32, v2 bool) []byte {
+	n := &d.nodes[i]
+	switch n.k {
+	case kObj, kArr:
+		open, close := byte('['), byte(']')
+		if n.k == kObj {
+			open, close = '{', '}'
+		}
+		b = append(b, open)
+		j := i + 1
+		for c := int32(0); c < n.count; c++ {
+			if c > 0 {
+				b = append(b, ',')
+			}
+			if n.k == kObj {
+				b = d.appendString(b, j)
+				b = append(b, ':')
+				j++
+			}
+			b = d.appendJSON(b, j, v2)
+			j = d.nodes[j].next
+		}
+		return append(b, close)
+	case kStr:
+		return d.appendString(b, i)
+	case kInt:
+		text := d.src[n.start:n.end]
+		if text != "-0" && len(text) <= 18 {
+			return append(b, text...)
+		}
+	case kDec:
+		text := d.src[n.start:n.end]
+		if canonicalDecimal(text, v2) {
+			return append(b, text...)
+		}
+	case kNull:
+		return append(b, "null"...)
+	case kBool:
+		if n.b {
+			return append(b, "true"...)
+		}
+		return append(b, "false"...)
+	}
+	return appendJSON(b, d.value(i), v2)
+}
+
+func (d *doc) appendString(b []byte, i int32) []byte {
+	n := &d.nodes[i]
+	text := d.src[n.start:n.end]
+	if !n.esc && utf8.ValidString(text) {
+		// Valid JSON strings without escapes hold no '"', '\\' or control characters.
+		b = append(b, '"')
+		b = append(b, text...)
+		return append(b, '"')
+	}
+	return appendJSONString(b, d.str(i))
+}
+
+// canonicalDecimal reports whether text (a JSON number with a fraction or exponent) is exactly what
+// appendDec prints for its value: plain notation, at most 15 significant digits (so that the shortest
+// representation is the text itself), no superfluous trailing zero, magnitude at least 1e-6; with
+// SQL 2016-03-23 a whole number is printed as an Int, so "10.0" is not canonical there.
+func canonicalDecimal(text string, v2 bool) bool {
+	dot := -1
+	digits := 0
+	leadingZeros := true
+	fracZeros := true
+	for k := 0; k < len(text); k++ {
+		c := text[k]
+		switch {
+		case c == '.':
+			dot = k
+		case c == 'e' || c == 'E':
+			return false
+		case c >= '0' && c <= '9':
+			if c != '0' {
+				leadingZeros = false
+				if dot >= 0 {
+					fracZeros = false
+				}
+			}
+			if !leadingZeros {
+				digits++
+			}
+		}
+	}
+	if dot < 0 || digits > 15 || leadingZeros {
+		return false
+	}
+	frac := text[dot+1:]
+	if fracZeros {
+		return !v2 && frac == "0"
+	}
+	if frac[len(frac)-1] == '0' {
+		return false
+	}
+	// Magnitude below 1e-6 is printed in E notation.
+	intPart := strings.TrimPrefix(text[:dot], "-")
+	if intPart == "0" && len(frac) >= 6 && strings.HasPrefix(frac, "000000") {
+		return false
+	}
+	return true
+}
+
+// lookup follows a path of member names from node i; -1 when a member is missing or a value on
+// the way is not an object.
+func (d *doc) lookup(i int32, names []string) int32 {
+	for _, name := range names {
+		n := &d.nodes[i]
+		if n.k != kObj {
+			return -1
+		}
+		j := i + 1
+		found := false
+		for c := int32(0); c < n.count; c++ {
+			kn := &d.nodes[j]
+			if kn.esc {
+				if unescapeJSON(d.src[kn.start:kn.end]) == name {
+					found = true
+				}
+			} else if int(kn.end-kn.start) == len(name) && d.src[kn.start:kn.end] == name {
+				found = true
+			}
+			if found {
+				i = j + 1
+				break
+			}
+			j = d.nodes[j+1].next
+		}
+		if !found {
+			return -1
+		}
+	}
+	return i
 }

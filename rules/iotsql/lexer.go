@@ -34,6 +34,7 @@ const (
 	tGt
 	tGe
 	tConcat // ||
+	tVar    // @name (SET clause variables); text holds the name without '@'
 	// keywords
 	tSelect
 	tFrom
@@ -58,7 +59,7 @@ var tokNames = [...]string{
 	tStar: "'*'", tComma: "','", tDot: "'.'", tLParen: "'('", tRParen: "')'", tLBrack: "'['",
 	tRBrack: "']'", tLBrace: "'{'", tRBrace: "'}'", tColon: "':'", tPlus: "'+'", tMinus: "'-'",
 	tSlash: "'/'", tPercent: "'%'", tEq: "'='", tNe: "'<>'", tLt: "'<'", tLe: "'<='", tGt: "'>'",
-	tGe: "'>='", tConcat: "'||'", tSelect: "SELECT", tFrom: "FROM", tWhere: "WHERE", tAs: "AS",
+	tGe: "'>='", tConcat: "'||'", tVar: "variable", tSelect: "SELECT", tFrom: "FROM", tWhere: "WHERE", tAs: "AS",
 	tAnd: "AND", tOr: "OR", tNot: "NOT", tIn: "IN", tCase: "CASE", tWhen: "WHEN", tThen: "THEN",
 	tElse: "ELSE", tEnd: "END", tTrue: "TRUE", tFalse: "FALSE", tNull: "NULL",
 }
@@ -99,7 +100,7 @@ func (l *lexer) errorf(p pos, msg string) {
 	}
 }
 
-// advance moves over n bytes of text that contain no newline... or newlines, tracked per rune.
+// advance moves over the next n bytes, keeping line and column (in characters) up to date.
 func (l *lexer) advance(n int) {
 	end := l.i + n
 	for l.i < end {
@@ -196,6 +197,26 @@ func (l *lexer) next() token {
 		return mk(tGt, 1)
 	case '\'', '"':
 		return l.str(p)
+	case '@':
+		n := 1
+		for l.i+n < len(l.src) {
+			r2, s2 := utf8.DecodeRuneInString(l.src[l.i+n:])
+			if r2 >= utf8.RuneSelf || !isIdentPart(r2) || r2 == '$' {
+				break
+			}
+			n += s2
+		}
+		if n == 1 {
+			l.errorf(p, "expected a variable name after '@'")
+			return token{k: tEOF, pos: p, off: start, end: start}
+		}
+		if n-1 > 64 {
+			l.errorf(p, "variable names are at most 64 characters")
+			return token{k: tEOF, pos: p, off: start, end: start}
+		}
+		t := mk(tVar, n)
+		t.text = t.text[1:]
+		return t
 	}
 	if isDigit(c) || c == '.' {
 		return l.number(p)

@@ -20,9 +20,10 @@ type litExpr struct {
 // accessExpr reads from base (nil: the current row — the payload, or the element of a nested
 // query) through member names and array indexes: a.b[0].c, get(x, 0).v, decode(...).temperature.
 type accessExpr struct {
-	p    pos
-	base expr
-	segs []segment
+	p     pos
+	base  expr
+	segs  []segment
+	names []string // when base is nil and every segment is a name: the path, for a fast lookup
 }
 
 type segment struct {
@@ -78,6 +79,19 @@ type subquery struct {
 	q *selectStmt
 }
 
+// varExpr reads a SET variable: idx into the query's variables, or -1 in a template, where the
+// variable is looked up by name in the query the template is rendered for.
+type varExpr struct {
+	p    pos
+	name string
+	idx  int
+}
+
+type setAssign struct {
+	name string
+	x    expr
+}
+
 func (e *litExpr) at() pos    { return e.p }
 func (e *accessExpr) at() pos { return e.p }
 func (e *starExpr) at() pos   { return e.p }
@@ -88,8 +102,13 @@ func (e *caseExpr) at() pos   { return e.p }
 func (e *objLit) at() pos     { return e.p }
 func (e *arrLit) at() pos     { return e.p }
 func (e *subquery) at() pos   { return e.p }
+func (e *varExpr) at() pos    { return e.p }
 
 type selectStmt struct {
+	sets []setAssign // the SET clause (top level only)
+	// stream: the output can be written directly, without building an object first: no dotted
+	// alias, no duplicate names, and "*" (if any) only as the first item.
+	stream   bool
 	value    bool
 	items    []selItem
 	topic    string // top level: the FROM topic filter
@@ -110,12 +129,14 @@ type selItem struct {
 const maxDepth = 100
 
 type parser struct {
-	lex   *lexer
-	cur   token
-	ahead []token
-	v2    bool
-	depth int
-	unsup map[string]bool // functions that evaluate to Undefined locally, for Unsupported()
+	lex      *lexer
+	cur      token
+	ahead    []token
+	v2       bool
+	depth    int
+	unsup    map[string]bool // functions that evaluate to Undefined locally, for Unsupported()
+	vars     map[string]int  // SET variables defined so far; nil in templates (resolved at render)
+	template bool
 	// stopAtBrace makes a template expression end at its closing '}'.
 	err *Error
 }
@@ -198,6 +219,36 @@ func (p *parser) leave() { p.depth-- }
 // parseQuery parses SELECT ... FROM ... [WHERE ...]. nested is true inside parentheses.
 func (p *parser) parseQuery(nested bool) *selectStmt {
 	q := &selectStmt{}
+	if !nested && p.cur.k == tIdent && strings.EqualFold(p.cur.text, "set") {
+		// SET @a = expr [, @b = expr]: variables for SELECT, WHERE, later assignments and templates.
+		p.advance()
+		p.vars = map[string]int{}
+		for {
+			if p.cur.k != tVar {
+				p.fail(p.cur.pos, "expected a variable (@name) in SET, found %s", describe(p.cur))
+				return nil
+			}
+			name, at := p.cur.text, p.cur.pos
+			if _, dup := p.vars[name]; dup {
+				p.fail(at, "variable @%s is assigned twice (variables are immutable)", name)
+				return nil
+			}
+			p.advance()
+			if !p.expect(tEq, "'=' after the variable") {
+				return nil
+			}
+			x := p.parseExpr()
+			if p.failed() {
+				return nil
+			}
+			p.vars[name] = len(q.sets) // defined only after its own expression
+			q.sets = append(q.sets, setAssign{name: name, x: x})
+			if p.cur.k != tComma {
+				break
+			}
+			p.advance()
+		}
+	}
 	if !p.expect(tSelect, "SELECT") {
 		return nil
 	}
@@ -272,7 +323,43 @@ func (p *parser) parseQuery(nested bool) *selectStmt {
 			return nil
 		}
 	}
+	q.stream = streamable(q)
 	return q
+}
+
+func streamable(q *selectStmt) bool {
+	if q.value {
+		return false
+	}
+	seen := map[string]bool{}
+	for i, it := range q.items {
+		if it.star {
+			if i != 0 {
+				return false
+			}
+			continue
+		}
+		name := it.name
+		if len(it.alias) > 1 {
+			return false
+		}
+		if len(it.alias) == 1 {
+			name = it.alias[0]
+		}
+		if seen[name] {
+			return false
+		}
+		seen[name] = true
+	}
+	return true
+}
+
+// outName is the output key of a non-star item of a streamable query.
+func (it *selItem) outName() string {
+	if len(it.alias) == 1 {
+		return it.alias[0]
+	}
+	return it.name
 }
 
 // startsExpr reports whether t can begin an expression (used to tell SELECT VALUE x from a field
@@ -280,7 +367,7 @@ func (p *parser) parseQuery(nested bool) *selectStmt {
 func startsExpr(t token) bool {
 	switch t.k {
 	case tIdent, tNumber, tString, tLParen, tLBrack, tLBrace, tMinus, tPlus, tNot, tCase, tTrue,
-		tFalse, tNull:
+		tFalse, tNull, tVar:
 		return true
 	}
 	return false
@@ -331,6 +418,8 @@ func defaultName(x expr, n int) string {
 			return defaultName(e.base, n)
 		}
 	case *callExpr:
+		return e.name
+	case *varExpr:
 		return e.name
 	}
 	return "_" + strconv.Itoa(n)
@@ -450,7 +539,7 @@ func (p *parser) parseUnary() expr {
 				return &litExpr{p: at, v: intV(-lit.v.i)}
 			}
 			if lit.v.k == kDec {
-				return &litExpr{p: at, v: value{k: kDec, f: -lit.v.f}}
+				return &litExpr{p: at, v: decRaw(-lit.v.f())}
 			}
 		}
 		return &unaryExpr{p: at, op: tMinus, x: x}
@@ -510,7 +599,18 @@ func (p *parser) parsePostfix() expr {
 	if len(segs) == 0 {
 		return base
 	}
-	return &accessExpr{p: at, base: base, segs: segs}
+	a := &accessExpr{p: at, base: base, segs: segs}
+	if base == nil {
+		a.names = make([]string, 0, len(segs))
+		for _, s := range segs {
+			if s.idx != nil {
+				a.names = nil
+				break
+			}
+			a.names = append(a.names, s.name)
+		}
+	}
+	return a
 }
 
 func (p *parser) parsePrimary() expr {
@@ -533,6 +633,21 @@ func (p *parser) parsePrimary() expr {
 		return &litExpr{p: t.pos, v: nullV}
 	case tIdent:
 		return p.parseCall()
+	case tVar:
+		p.advance()
+		if p.vars == nil {
+			if !p.template {
+				p.fail(t.pos, "unknown variable @%s: the query has no SET clause", t.text)
+				return nil
+			}
+			return &varExpr{p: t.pos, name: t.text, idx: -1}
+		}
+		idx, ok := p.vars[t.text]
+		if !ok {
+			p.fail(t.pos, "unknown variable @%s", t.text)
+			return nil
+		}
+		return &varExpr{p: t.pos, name: t.text, idx: idx}
 	case tLParen:
 		p.advance()
 		if !p.enter(t.pos) {

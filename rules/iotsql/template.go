@@ -25,7 +25,7 @@ func compileTemplate(s string, v Version) ([]tmplPart, error) {
 				lit.Reset()
 			}
 			openLine, openCol := line, col
-			p := &parser{lex: &lexer{src: s, i: i + 2, line: line, col: col + 2}, v2: v == Version20160323, unsup: map[string]bool{}}
+			p := &parser{lex: &lexer{src: s, i: i + 2, line: line, col: col + 2}, v2: v == Version20160323, unsup: map[string]bool{}, template: true}
 			p.cur = p.lex.next()
 			if p.cur.k == tRBrace {
 				return nil, &Error{Line: openLine, Column: openCol, Msg: "empty ${} in template"}
@@ -64,10 +64,19 @@ func compileTemplate(s string, v Version) ([]tmplPart, error) {
 // render evaluates each expression against the incoming message. Strings are inserted as they are,
 // Undefined as "" (the reference: Undefined "is converted to an empty string when serialized by
 // itself"), other values as their JSON text.
-func (t *Template) render(m *Message) (string, error) {
+func (t *Template) render(m *Message, q *Query) (string, error) {
 	var b strings.Builder
 	ev := evaluator{m: m, v2: t.version == Version20160323, version: t.version}
 	ev.st = m.state()
+	if q != nil && len(q.stmt.sets) > 0 {
+		qev := evaluator{m: m, v2: q.version == Version20160323, version: q.version, st: ev.st}
+		base := qev.setVars(q.stmt.sets)
+		defer qev.releaseVars(base)
+		if qev.err != nil {
+			return "", fmt.Errorf("iotsql: SET of %q: %w", q.stmt.topic, qev.err)
+		}
+		ev.vars, ev.sets = qev.vars, qev.sets
+	}
 	for _, p := range t.parts {
 		if p.x == nil {
 			b.WriteString(p.text)

@@ -45,23 +45,29 @@ func (k kind) String() string {
 
 // value is one SQL value. Arrays and objects either point into a decoded payload (doc, n) — so that
 // reading a message never copies it — or are built by the query (arr, obj).
+//
+// The struct is kept small (48 bytes) because values are passed and returned by value everywhere.
 type value struct {
 	k   kind
 	b   bool
-	i   int64
-	f   float64
-	s   string
+	n   int32  // payload arrays and objects: the node in doc
+	i   int64  // an Int, or the bits of a Decimal's float64
+	s   string // a String
 	doc *doc
-	n   int32
-	arr []value
-	obj *object
+	obj *object // built arrays (vals only) and objects
 }
 
-// object is an ordered object built by a query (SELECT output, literals, functions).
+// object is an ordered object or (keys == nil) an array built by a query.
 type object struct {
 	keys []string
 	vals []value
 }
+
+// f returns a Decimal's value.
+func (v value) f() float64 { return math.Float64frombits(uint64(v.i)) }
+
+// decRaw makes a Decimal without the 2016-03-23 whole-number rule.
+func decRaw(f float64) value { return value{k: kDec, i: int64(math.Float64bits(f))} }
 
 func (o *object) get(k string) (value, bool) {
 	for i, kk := range o.keys {
@@ -95,7 +101,7 @@ var (
 func boolV(b bool) value      { return value{k: kBool, b: b} }
 func intV(i int64) value      { return value{k: kInt, i: i} }
 func strV(s string) value     { return value{k: kStr, s: s} }
-func arrV(a []value) value    { return value{k: kArr, arr: a} }
+func arrV(a []value) value    { return value{k: kArr, obj: &object{vals: a}} }
 func objV(o *object) value    { return value{k: kObj, obj: o} }
 func (v value) defined() bool { return v.k != kUndef }
 
@@ -108,7 +114,7 @@ func decV(f float64, v2 bool) value {
 	if v2 && f == math.Trunc(f) && f >= -9.007199254740992e15 && f <= 9.007199254740992e15 {
 		return intV(int64(f))
 	}
-	return value{k: kDec, f: f}
+	return decRaw(f)
 }
 
 // decDouble is for functions the reference documents as "Decimal (with double precision)".
@@ -120,7 +126,7 @@ func (v value) number() (float64, bool) {
 	case kInt:
 		return float64(v.i), true
 	case kDec:
-		return v.f, true
+		return v.f(), true
 	}
 	return 0, false
 }
@@ -187,7 +193,7 @@ func (v value) toDecimal() (f float64, ok bool) {
 	case kInt:
 		return float64(v.i), true
 	case kDec:
-		return v.f, true
+		return v.f(), true
 	case kStr:
 		return parseDecimalString(v.s)
 	}
@@ -237,7 +243,7 @@ func (v value) toStr(v2 bool) (string, bool) {
 	case kInt:
 		return strconv.FormatInt(v.i, 10), true
 	case kDec:
-		return string(appendDec(nil, v.f, v2)), true
+		return string(appendDec(nil, v.f(), v2)), true
 	case kBool:
 		if v.b {
 			return "true", true
@@ -271,7 +277,10 @@ func appendDec(b []byte, f float64, v2 bool) []byte {
 
 // appendJSON serializes v as JSON. Undefined members of objects and arrays are left out, as the
 // reference says for objects; for arrays the same rule is applied (documented choice).
-func appendJSON(b []byte, v value, v2 bool) []byte {
+func appendJSON(b []byte, v value, v2 bool) []byte { return appendJSONMode(b, v, v2, true) }
+
+// appendJSONMode is appendJSON; raw=false never copies payload text (tests compare both ways).
+func appendJSONMode(b []byte, v value, v2, raw bool) []byte {
 	switch v.k {
 	case kUndef:
 		return b
@@ -285,10 +294,13 @@ func appendJSON(b []byte, v value, v2 bool) []byte {
 	case kInt:
 		return strconv.AppendInt(b, v.i, 10)
 	case kDec:
-		return appendDec(b, v.f, v2)
+		return appendDec(b, v.f(), v2)
 	case kStr:
 		return appendJSONString(b, v.s)
 	case kArr:
+		if v.doc != nil && raw {
+			return v.doc.appendJSON(b, v.n, v2)
+		}
 		b = append(b, '[')
 		first := true
 		it := v.iter()
@@ -304,10 +316,13 @@ func appendJSON(b []byte, v value, v2 bool) []byte {
 				b = append(b, ',')
 			}
 			first = false
-			b = appendJSON(b, e, v2)
+			b = appendJSONMode(b, e, v2, raw)
 		}
 		return append(b, ']')
 	case kObj:
+		if v.doc != nil && raw {
+			return v.doc.appendJSON(b, v.n, v2)
+		}
 		b = append(b, '{')
 		first := true
 		it := v.iter()
@@ -325,7 +340,7 @@ func appendJSON(b []byte, v value, v2 bool) []byte {
 			first = false
 			b = appendJSONString(b, it.key)
 			b = append(b, ':')
-			b = appendJSON(b, e, v2)
+			b = appendJSONMode(b, e, v2, raw)
 		}
 		return append(b, '}')
 	}
@@ -412,11 +427,11 @@ func (it *iterator) next() (value, bool) {
 	}
 	switch v.k {
 	case kArr:
-		if it.idx >= len(v.arr) {
+		if v.obj == nil || it.idx >= len(v.obj.vals) {
 			return undef, false
 		}
 		it.idx++
-		return v.arr[it.idx-1], true
+		return v.obj.vals[it.idx-1], true
 	case kObj:
 		if v.obj == nil || it.idx >= len(v.obj.keys) {
 			return undef, false
@@ -434,13 +449,11 @@ func (v value) length() int {
 		return int(v.doc.nodes[v.n].count)
 	}
 	switch v.k {
-	case kArr:
-		return len(v.arr)
-	case kObj:
+	case kArr, kObj:
 		if v.obj == nil {
 			return 0
 		}
-		return len(v.obj.keys)
+		return len(v.obj.vals)
 	}
 	return 0
 }
@@ -470,10 +483,10 @@ func (v value) index(i int64) value {
 	if v.doc != nil {
 		return v.doc.index(v.n, i)
 	}
-	if i >= int64(len(v.arr)) {
+	if v.obj == nil || i >= int64(len(v.obj.vals)) {
 		return undef
 	}
-	return v.arr[i]
+	return v.obj.vals[i]
 }
 
 // equal implements the "=" table. The second result is false when the outcome is Undefined.

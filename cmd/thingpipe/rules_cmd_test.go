@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs thingpipe with args and returns stdout, stderr and the exit code main would use.
+func runCLI(t *testing.T, stdin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	err := cmd.Execute()
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		out.WriteString("ERR: " + err.Error())
+	}
+	return out.String(), code
+}
+
+func TestRulesEvalOutputShape(t *testing.T) {
+	payload := filepath.Join(t.TempDir(), "p.json")
+	if err := os.WriteFile(payload, []byte(`{"temperature": 31, "userId": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		stdin string
+		args  []string
+		code  int
+		want  string
+	}{
+		{"match from stdin", `{"temperature": 31}`, []string{"--payload", "-", "--topic", "dt/dev-1/telemetry",
+			"--sql", "SELECT temperature, topic(2) AS thing FROM 'dt/+/telemetry' WHERE temperature > 30"},
+			0, `{"matched":true,"output":{"temperature":31,"thing":"dev-1"}}` + "\n"},
+		{"match from file, clientid", "", []string{"--payload", payload, "--topic", "a/b", "--clientid", "c-9",
+			"--sql", "SELECT clientid() AS c FROM 'a/#'"},
+			0, `{"matched":true,"output":{"c":"c-9"}}` + "\n"},
+		{"where false", `{"temperature": 1}`, []string{"--payload", "-", "--topic", "dt/d/telemetry",
+			"--sql", "SELECT * FROM 'dt/+/telemetry' WHERE temperature > 30"},
+			0, `{"matched":false,"output":null}` + "\n"},
+		{"other topic", "", []string{"--topic", "x/y", "--sql", "SELECT * FROM 'a/b'"},
+			0, `{"matched":false,"output":null}` + "\n"},
+		{"sql version", `{"a":1}`, []string{"--payload", "-", "--topic", "a", "--sql-version", "2016-03-23", "--sql", "SELECT a FROM 'a'"},
+			0, `{"matched":true,"output":{"a":1}}` + "\n"},
+		{"invalid sql", "", []string{"--topic", "a", "--sql", "SELECT FROM 'a'"}, 2, "ERR: invalid SQL at 1:8"},
+		{"bad version", "", []string{"--topic", "a", "--sql-version", "2020-01-01", "--sql", "SELECT 1 FROM 'a'"}, 2, "ERR: --sql-version"},
+		{"not json", "temperature=31", []string{"--payload", "-", "--topic", "a", "--sql", "SELECT temperature FROM 'a'"}, 2, "ERR: the payload is not JSON"},
+		{"not json, select star", "hello", []string{"--payload", "-", "--topic", "a", "--sql", "SELECT * FROM 'a'"}, 2, "ERR: the payload is not JSON"},
+		{"missing payload file", "", []string{"--payload", "/nonexistent", "--topic", "a", "--sql", "SELECT 1 FROM 'a'"}, 2, "ERR: reading the payload"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := runCLI(t, tt.stdin, append([]string{"rules", "eval"}, tt.args...)...)
+			if code != tt.code || !strings.HasPrefix(out, tt.want) {
+				t.Fatalf("exit %d, output %q; want exit %d, output starting %q", code, out, tt.code, tt.want)
+			}
+			if code == 0 {
+				var res map[string]json.RawMessage
+				if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 2 {
+					t.Errorf("output is not exactly {matched, output}: %s", out)
+				}
+			}
+		})
+	}
+}
+
+func TestRulesLintTestRunCommands(t *testing.T) {
+	out, code := runCLI(t, "", "rules", "lint", "../../deploy/rules")
+	if code != 0 || out != "" {
+		t.Errorf("lint of the default rules: exit %d, %q", code, out)
+	}
+	out, code = runCLI(t, "", "rules", "lint", "../../rules/testdata/lint")
+	if code != 1 || !strings.Contains(out, "testdata/lint/bad_name.yaml: bad-name: name \"bad-name\" must match") {
+		t.Errorf("lint of bad rules: exit %d, %s", code, out)
+	}
+	out, code = runCLI(t, "", "rules", "test", "../../deploy/rules")
+	if code != 0 || !strings.Contains(out, "rule test cases passed") || strings.Contains(out, "PASS") {
+		t.Errorf("test: exit %d, %s", code, out)
+	}
+	out, code = runCLI(t, "", "rules", "test", "-v", "../../deploy/rules")
+	if code != 0 || !strings.Contains(out, `kinesis → stream thingpipe-telemetry, partition key "dev-42"`) {
+		t.Errorf("test -v: exit %d, %s", code, out)
+	}
+	out, code = runCLI(t, "", "rules", "test", "../../rules/testdata/failing")
+	if code != 1 || !strings.Contains(out, `FAIL ../../rules/testdata/failing/wrong.test.yaml: wrong partition key and payload`) ||
+		!strings.Contains(out, `actions[0].kinesis.partitionKey: want "dev-8", got "dev-9"`) {
+		t.Errorf("failing test: exit %d, %s", code, out)
+	}
+	out, code = runCLI(t, "", "rules", "run", "../../deploy/rules", "../../testdata/messages")
+	for _, want := range []string{
+		"4 rules from ../../deploy/rules (account 123456789012, us-east-1), 4 messages",
+		"rule thingpipe_bind matched",
+		`{"requestId":"req-5c1e9a","thingName":"dev-42","userId":"user-7"}`,
+		"sqs → queue https://sqs.us-east-1.amazonaws.com/123456789012/thingpipe-provisioning",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("run: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+}
