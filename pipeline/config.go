@@ -265,9 +265,9 @@ func Default() Config {
 			NackBackoffMax:     Duration(time.Minute),
 		},
 		Kinesis: KinesisConfig{
-			AlertingGroup:     "alerting",
-			ArchivalGroup:     "archival",
-			StartPosition:     "TRIM_HORIZON",
+			AlertingGroup:      "alerting",
+			ArchivalGroup:      "archival",
+			StartPosition:      "TRIM_HORIZON",
 			FailoverTime:       Duration(10 * time.Second),
 			PollInterval:       Duration(200 * time.Millisecond),
 			MaxRecords:         10000,
