@@ -81,6 +81,8 @@ type ResourcesConfig struct {
 	LeaseTable        string `json:"lease_table"`
 	DevicesTable      string `json:"devices_table"`
 	BindingsTable     string `json:"bindings_table"`
+	// BindingsUserIndex is the bindings table's index on userId.
+	BindingsUserIndex string `json:"bindings_user_index"`
 	AlertsTable       string `json:"alerts_table"`
 	EventsTopic       string `json:"events_topic"`
 	AlertsTopic       string `json:"alerts_topic"`
@@ -252,6 +254,7 @@ func Default() Config {
 			LeaseTable:        "thingpipe-leases",
 			DevicesTable:      "thingpipe-devices",
 			BindingsTable:     "thingpipe-bindings",
+			BindingsUserIndex: "byUser",
 			AlertsTable:       "thingpipe-alerts",
 			EventsTopic:       "thingpipe-events",
 			AlertsTopic:       "thingpipe-alerts",
@@ -404,6 +407,7 @@ func (c Config) Validate() error {
 		{"provisioning_queue", r.ProvisioningQueue}, {"binding_queue", r.BindingQueue},
 		{"telemetry_stream", r.TelemetryStream}, {"lease_table", r.LeaseTable},
 		{"devices_table", r.DevicesTable}, {"bindings_table", r.BindingsTable},
+		{"bindings_user_index", r.BindingsUserIndex},
 		{"alerts_table", r.AlertsTable}, {"events_topic", r.EventsTopic},
 		{"alerts_topic", r.AlertsTopic}, {"archive_bucket", r.ArchiveBucket},
 	} {

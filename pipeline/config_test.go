@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/thingpipe/thingpipe/deploy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -286,4 +288,32 @@ func FuzzParseConfig(f *testing.F) {
 		cfg = cfg.withDefaults()
 		_ = cfg.Validate()
 	})
+}
+
+// The defaults name exactly the resources deploy/cloudformation creates.
+func TestDefaultsMatchDeployNames(t *testing.T) {
+	d := Default()
+	got := map[string]string{
+		"provisioning_queue": d.Resources.ProvisioningQueue, "binding_queue": d.Resources.BindingQueue,
+		"telemetry_stream": d.Resources.TelemetryStream, "lease_table": d.Resources.LeaseTable,
+		"devices_table": d.Resources.DevicesTable, "bindings_table": d.Resources.BindingsTable,
+		"bindings_user_index": d.Resources.BindingsUserIndex, "alerts_table": d.Resources.AlertsTable,
+		"events_topic": d.Resources.EventsTopic, "alerts_topic": d.Resources.AlertsTopic,
+		"archive_bucket": d.Resources.ArchiveBucket,
+		"provisioning dlq": d.Provisioning.DeadLetterQueue, "binding dlq": d.Binding.DeadLetterQueue,
+		"alerting dlq": d.Alerting.DeadLetterQueue, "archival dlq": d.Archival.DeadLetterQueue,
+	}
+	want := map[string]string{
+		"provisioning_queue": deploy.ProvisioningQueue, "binding_queue": deploy.BindingQueue,
+		"telemetry_stream": deploy.TelemetryStream, "lease_table": deploy.LeasesTable,
+		"devices_table": deploy.DevicesTable, "bindings_table": deploy.BindingsTable,
+		"bindings_user_index": deploy.BindingsByUserIndex, "alerts_table": deploy.AlertsTable,
+		"events_topic": deploy.EventsTopic, "alerts_topic": deploy.AlertsTopic,
+		"archive_bucket": deploy.DefaultArchiveBucket,
+		"provisioning dlq": deploy.ProvisioningDLQ, "binding dlq": deploy.BindingDLQ,
+		"alerting dlq": deploy.AlertingDLQ, "archival dlq": deploy.ArchivalDLQ,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults differ from deploy's resource names (-deploy +default):\n%s", diff)
+	}
 }
