@@ -299,7 +299,7 @@ func TestDefaultsMatchDeployNames(t *testing.T) {
 		"devices_table": d.Resources.DevicesTable, "bindings_table": d.Resources.BindingsTable,
 		"bindings_user_index": d.Resources.BindingsUserIndex, "alerts_table": d.Resources.AlertsTable,
 		"events_topic": d.Resources.EventsTopic, "alerts_topic": d.Resources.AlertsTopic,
-		"archive_bucket": d.Resources.ArchiveBucket,
+		"archive_bucket":   d.Resources.ArchiveBucket,
 		"provisioning dlq": d.Provisioning.DeadLetterQueue, "binding dlq": d.Binding.DeadLetterQueue,
 		"alerting dlq": d.Alerting.DeadLetterQueue, "archival dlq": d.Archival.DeadLetterQueue,
 	}
@@ -309,7 +309,7 @@ func TestDefaultsMatchDeployNames(t *testing.T) {
 		"devices_table": deploy.DevicesTable, "bindings_table": deploy.BindingsTable,
 		"bindings_user_index": deploy.BindingsByUserIndex, "alerts_table": deploy.AlertsTable,
 		"events_topic": deploy.EventsTopic, "alerts_topic": deploy.AlertsTopic,
-		"archive_bucket": deploy.DefaultArchiveBucket,
+		"archive_bucket":   deploy.DefaultArchiveBucket,
 		"provisioning dlq": deploy.ProvisioningDLQ, "binding dlq": deploy.BindingDLQ,
 		"alerting dlq": deploy.AlertingDLQ, "archival dlq": deploy.ArchivalDLQ,
 	}
