@@ -76,6 +76,8 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 // telemetry is archived, a poison message lands in its dead-letter queue with the reason, the
 // endpoints answer, and SIGTERM (context cancel) stops everything cleanly.
 func TestRunEndToEndOnMoto(t *testing.T) {
+	start := time.Now()
+	phase := func(name string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), name) }
 	startMoto(t)
 	ctx := context.Background()
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
@@ -87,6 +89,7 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 		t.Fatalf("deploying the stack to moto: %v", err)
 	}
 
+	phase("stack deployed")
 	// The defaults, with waits short enough for a test.
 	cfg, err := pipeline.Load("", []string{
 		"THINGPIPE_HTTP_ADDR=127.0.0.1:0",
@@ -137,6 +140,7 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 		readyBody = body
 		return code == 200
 	})
+	phase("ready")
 	for _, s := range pipeline.AllStages() {
 		if !strings.Contains(readyBody, `"`+s+`": "running"`) {
 			t.Errorf("/readyz does not show %s running: %s", s, readyBody)
@@ -164,6 +168,7 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 		return st != nil && st.Value == "ACTIVE"
 	})
 
+	phase("device active")
 	// A poison message goes to the provisioning dead-letter queue with its reason.
 	send(out.ProvisioningQueueURL, `{"eventType":"THING_EVENT","operation":"CREATED"}`)
 	var reason, kind string
@@ -182,6 +187,7 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 		t.Errorf("dead-letter kind %q reason %q, want permanent naming the missing thingName", kind, reason)
 	}
 
+	phase("dead-lettered")
 	// Archival: a telemetry record becomes an object under telemetry/.
 	kc := awskinesis.NewFromConfig(awsCfg)
 	if _, err := kc.PutRecord(ctx, &awskinesis.PutRecordInput{StreamName: &out.TelemetryStreamName,
@@ -194,6 +200,7 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 		return err == nil && len(l.Contents) > 0
 	})
 
+	phase("archived")
 	code, metrics := get("/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
@@ -218,6 +225,7 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not stop after its context was cancelled")
 	}
+	phase("stopped")
 	if !strings.Contains(logs.String(), `"msg":"pipeline stopped"`) {
 		t.Error("no clean pipeline stop in the logs")
 	}
