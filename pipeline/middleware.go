@@ -157,29 +157,40 @@ func (r *stageRunner) observe(h message.HandlerFunc) message.HandlerFunc {
 		out, err := h(msg)
 
 		d := time.Since(start)
+		ctx := msg.Context()
+		level := slog.LevelDebug
+		switch {
+		case err != nil:
+			level = slog.LevelWarn
+			nacked.Inc()
+			r.metrics.duration.WithLabelValues(stage, outcomeNacked).Observe(d.Seconds())
+		case o.kind != "":
+			level = slog.LevelError
+			r.metrics.deadLettered.WithLabelValues(stage, o.kind).Inc()
+			r.metrics.duration.WithLabelValues(stage, outcomeDeadLettered).Observe(d.Seconds())
+		default:
+			acked.Inc()
+			r.metrics.duration.WithLabelValues(stage, outcomeAcked).Observe(d.Seconds())
+		}
+		if !r.log.Enabled(ctx, level) { // skip building attributes for a disabled level (the hot path)
+			return out, err
+		}
 		attrs := []any{
 			slog.String("message_uuid", msg.UUID),
 			slog.String("correlation_id", middleware.MessageCorrelationID(msg)),
 			slog.Duration("duration", d),
 		}
-		if sc := trace.SpanContextFromContext(msg.Context()); sc.IsValid() {
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
-		ctx := msg.Context()
 		switch {
 		case err != nil:
-			nacked.Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeNacked).Observe(d.Seconds())
 			r.log.WarnContext(ctx, "message nacked", append(attrs, slog.String("error", err.Error()))...)
 		case o.kind != "":
-			r.metrics.deadLettered.WithLabelValues(stage, o.kind).Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeDeadLettered).Observe(d.Seconds())
 			r.log.ErrorContext(ctx, "message dead-lettered", append(attrs,
 				slog.String("kind", o.kind), slog.String("reason", o.reason),
 				slog.String("dead_letter_topic", r.stage.DeadLetterTopic))...)
 		default:
-			acked.Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeAcked).Observe(d.Seconds())
 			r.log.DebugContext(ctx, "message handled", attrs...)
 		}
 		return out, err
