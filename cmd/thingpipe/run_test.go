@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -201,6 +202,31 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 	})
 
 	phase("archived")
+
+	// A poison telemetry record is dead-lettered by both Kinesis consumer groups, with the shard and
+	// sequence number in the original metadata.
+	if _, err := kc.PutRecord(ctx, &awskinesis.PutRecordInput{StreamName: &out.TelemetryStreamName,
+		PartitionKey: aws.String("dev-42"), Data: []byte(`{"temperature": "hot"`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{out.AlertingDLQURL, out.ArchivalDLQURL} {
+		var orig, kind string
+		waitFor(t, "telemetry dead-lettered to "+q, 30*time.Second, func() bool {
+			r, err := sqsc.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: &q,
+				WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+			if err != nil || len(r.Messages) == 0 {
+				return false
+			}
+			m := r.Messages[0]
+			orig = aws.ToString(m.MessageAttributes[pipeline.MetadataDLQOriginalMetadata].StringValue)
+			kind = aws.ToString(m.MessageAttributes[pipeline.MetadataDLQKind].StringValue)
+			return true
+		})
+		if kind != pipeline.KindPermanent || !strings.Contains(orig, `"kinesis.shard_id"`) || !strings.Contains(orig, `"kinesis.sequence_number"`) {
+			t.Errorf("%s: kind %q, original metadata %s", q, kind, orig)
+		}
+	}
+	phase("telemetry dead-lettered")
 	code, metrics := get("/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
@@ -209,6 +235,8 @@ func TestRunEndToEndOnMoto(t *testing.T) {
 		`thingpipe_messages_acked_total{stage="provisioning"} 2`,
 		`thingpipe_messages_dead_lettered_total{kind="permanent",stage="provisioning"} 1`,
 		`thingpipe_messages_acked_total{stage="archival"} 1`,
+		`thingpipe_messages_dead_lettered_total{kind="permanent",stage="alerting"} 1`,
+		`thingpipe_messages_dead_lettered_total{kind="permanent",stage="archival"} 1`,
 		`thingpipe_kinesis_lag_seconds{group="archival"`,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -245,4 +273,41 @@ func payloadOf(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(m.Payload)
+}
+
+// Bad configuration fails before anything starts, with exit code 2 and the key named.
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/thingpipe.yaml"
+	if err := os.WriteFile(file, []byte("alerting:\n  policies:\n    - {name: hot, metric: temperature, op: above}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"flag", []string{"run", "--stages", "alerting,billing"}, nil, `config: stages[1]: unknown stage "billing"`},
+		{"file", []string{"run", "--config", file}, nil, "config: alerting.policies[0].threshold: must be set"},
+		{"env file", []string{"run"}, map[string]string{"THINGPIPE_CONFIG": file}, "config: alerting.policies[0].threshold: must be set"},
+		{"env key", []string{"run"}, map[string]string{"THINGPIPE_SHUTDOWN_TIMEOUT": "soon"}, "config: shutdown_timeout (from THINGPIPE_SHUTDOWN_TIMEOUT)"},
+		{"flag beats env", []string{"run", "--http-addr", "nohost"}, map[string]string{"THINGPIPE_HTTP_ADDR": ":1"}, `config: http_addr: must be host:port, got "nohost"`},
+		{"missing file", []string{"run", "--config", dir + "/none.yaml"}, nil, "no such file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			root := newRootCmd()
+			root.SetArgs(tt.args)
+			root.SetOut(io.Discard)
+			root.SetErr(io.Discard)
+			err := root.ExecuteContext(context.Background())
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run %v = %v, want exit code 2 and %q", tt.args, err, tt.want)
+			}
+		})
+	}
 }
