@@ -17,6 +17,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/thingpipe/thingpipe/internal/apicalls"
 	"github.com/thingpipe/thingpipe/internal/awstest"
@@ -25,44 +26,106 @@ import (
 
 func mainWithMoto(m *testing.M) int { return awstest.Main(m) }
 
-// sqsPublisher is the smallest SQS publisher the test needs: topic = queue name, body = payload,
-// every metadata key a String message attribute. (pipeline/sqs's Publisher replaces it once merged.)
-type sqsPublisher struct {
-	client *awssqs.Client
-	mu     sync.Mutex
-	urls   map[string]string
+func newSQSPublisher(t *testing.T, client *awssqs.Client) *sqs.Publisher {
+	t.Helper()
+	p, err := sqs.NewPublisher(sqs.PublisherConfig{Client: client, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
-func (p *sqsPublisher) Publish(topic string, msgs ...*message.Message) error {
-	for _, m := range msgs {
-		ctx := m.Context()
-		p.mu.Lock()
-		url, ok := p.urls[topic]
-		p.mu.Unlock()
-		if !ok {
-			out, err := p.client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: &topic})
-			if err != nil {
-				return fmt.Errorf("resolving queue %s: %w", topic, err)
-			}
-			url = *out.QueueUrl
-			p.mu.Lock()
-			p.urls[topic] = url
-			p.mu.Unlock()
+// A message that keeps failing on a real SQS queue is nacked, redelivered by SQS with a growing
+// receive count, and dead-lettered once the count passes max_receives; the source queue is left empty.
+func TestSQSReceiveCountDeadLettersOnMoto(t *testing.T) {
+	checkNoLeaks(t)
+	ctx := context.Background()
+	cfg := awstest.Config(t)
+	client := awssqs.NewFromConfig(cfg)
+	src, dlq := awstest.Name(t, "thingpipe-binding"), awstest.Name(t, "thingpipe-binding-dlq")
+	srcQ, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: &src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqQ, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: &dlq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{Client: client, Logger: testLogger(t), WaitTime: time.Second,
+		NackBackoffInitial: time.Second, NackBackoffMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var counts []string
+	m := NewMetrics()
+	h := NewHealth(HealthOptions{})
+	p, err := New(Options{Logger: testLogger(t), Metrics: m, Health: h, ShutdownTimeout: 5 * time.Second}, Stage{
+		Name: "binding", Subscriber: sub, Topic: src,
+		Handler: func(msg *message.Message) error {
+			mu.Lock()
+			counts = append(counts, msg.Metadata.Get(sqs.MetadataReceiveCount))
+			mu.Unlock()
+			return errors.New("device not active yet")
+		},
+		DeadLetter: newSQSPublisher(t, client), DeadLetterTopic: dlq,
+		Failure: FailurePolicy{MaxReceives: 2, Retry: Backoff{MaxRetries: 1, Initial: time.Millisecond}, NackOnExhausted: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
-		attrs := map[string]sqstypes.MessageAttributeValue{}
-		for k, v := range m.Metadata {
-			attrs[k] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}()
+	if _, err := client.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: srcQ.QueueUrl,
+		MessageBody: aws.String(`{"requestId":"r1","thingName":"dev-42","userId":"u1"}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	var got *sqstypes.Message
+	eventually(t, "dead-lettered message", func() bool {
+		out, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: dlqQ.QueueUrl,
+			WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+		if err != nil || len(out.Messages) == 0 {
+			return false
 		}
-		if _, err := p.client.SendMessage(ctx, &awssqs.SendMessageInput{
-			QueueUrl: &url, MessageBody: aws.String(string(m.Payload)), MessageAttributes: attrs,
-		}); err != nil {
-			return fmt.Errorf("sending to %s: %w", topic, err)
+		got = &out.Messages[0]
+		return true
+	})
+	attr := func(k string) string { return aws.ToString(got.MessageAttributes[k].StringValue) }
+	if attr(MetadataDLQKind) != KindMaxReceives || attr(MetadataDLQReceiveCount) != "3" ||
+		attr(MetadataDLQReason) != "receive count 3 exceeds max_receives 2" {
+		t.Errorf("dead-letter attributes kind=%q receive_count=%q reason=%q", attr(MetadataDLQKind), attr(MetadataDLQReceiveCount), attr(MetadataDLQReason))
+	}
+	mu.Lock()
+	if diff := cmp.Diff([]string{"1", "1", "2", "2"}, counts); diff != "" {
+		t.Errorf("handler saw receive counts (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
+	eventually(t, "source queue empty", func() bool {
+		a, err := client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: srcQ.QueueUrl,
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+				sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+		return err == nil && a.Attributes["ApproximateNumberOfMessages"] == "0" && a.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+	})
+	for name, want := range map[string]float64{
+		"thingpipe_messages_received_total": 3, "thingpipe_messages_nacked_total": 2, "thingpipe_messages_acked_total": 0,
+	} {
+		if got := metric(t, m.Registry(), name, "stage", "binding"); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	return nil
+	if got := metric(t, m.Registry(), "thingpipe_messages_dead_lettered_total", "stage", "binding", "kind", KindMaxReceives); got != 1 {
+		t.Errorf("dead_lettered = %v, want 1", got)
+	}
 }
-
-func (p *sqsPublisher) Close() error { return nil }
 
 // A poison message lands in a real SQS dead-letter queue with its reason in the message attributes.
 func TestDeadLetterToSQSOnMoto(t *testing.T) {
@@ -85,7 +148,7 @@ func TestDeadLetterToSQSOnMoto(t *testing.T) {
 		Handler: func(*message.Message) error {
 			return fmt.Errorf("decoding registry event: %w", badPayload{"thingName"})
 		},
-		DeadLetter: &sqsPublisher{client: client, urls: map[string]string{}}, DeadLetterTopic: dlqName,
+		DeadLetter: newSQSPublisher(t, client), DeadLetterTopic: dlqName,
 		Failure: FailurePolicy{MaxReceives: 5, Retry: Backoff{MaxRetries: 3, Initial: time.Millisecond}},
 	})
 	if err != nil {
@@ -99,6 +162,12 @@ func TestDeadLetterToSQSOnMoto(t *testing.T) {
 	msg := message.NewMessage("3f1c", []byte(`{"eventType":"THING_EVENT","operation":"CREATED"}`))
 	msg.Metadata.Set(sqs.MetadataReceiveCount, "2")
 	msg.Metadata.Set(sqs.MetadataMessageID, "orig-id")
+	// More metadata than SQS's 10 attributes: the dead-letter copy must still fit.
+	msg.Metadata.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	msg.Metadata.Set("tracestate", "vendor=x")
+	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		msg.Metadata.Set("k-"+k, k)
+	}
 	if err := in.Publish("thingpipe-provisioning", msg); err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +207,11 @@ func TestDeadLetterToSQSOnMoto(t *testing.T) {
 	if err := json.Unmarshal([]byte(attr(MetadataDLQOriginalMetadata)), &orig); err != nil || orig[sqs.MetadataMessageID] != "orig-id" {
 		t.Errorf("original metadata attribute = %q (%v)", attr(MetadataDLQOriginalMetadata), err)
 	}
-	if n := calls.Get("SQS", "SendMessage"); n != 1 {
-		t.Errorf("%d SendMessage calls, want exactly 1 (no retries of a permanent error)", n)
+	if n := calls.Get("SQS", "SendMessageBatch"); n != 1 {
+		t.Errorf("%d SendMessageBatch calls, want exactly 1 (no retries of a permanent error)", n)
+	}
+	if !strings.HasPrefix(attr("traceparent"), "00-0af7651916cd43dd8448eb211c80319c-") {
+		t.Errorf("traceparent attribute = %q, want the original trace", attr("traceparent"))
 	}
 	if _, err := client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
 		t.Fatal(err)

@@ -81,6 +81,8 @@ type ResourcesConfig struct {
 	LeaseTable        string `json:"lease_table"`
 	DevicesTable      string `json:"devices_table"`
 	BindingsTable     string `json:"bindings_table"`
+	// BindingsUserIndex is the bindings table's index on userId.
+	BindingsUserIndex string `json:"bindings_user_index"`
 	AlertsTable       string `json:"alerts_table"`
 	EventsTopic       string `json:"events_topic"`
 	AlertsTopic       string `json:"alerts_topic"`
@@ -89,12 +91,17 @@ type ResourcesConfig struct {
 
 // SQSConfig configures the SQS subscribers of the provisioning and binding stages.
 type SQSConfig struct {
-	// WaitTime is the ReceiveMessage long-poll wait (0 to 20s).
+	// Receivers is the number of concurrent ReceiveMessage loops per stage.
+	Receivers int `json:"receivers"`
+	// WaitTime is the ReceiveMessage long-poll wait (0 to 20s, whole seconds).
 	WaitTime Duration `json:"wait_time"`
-	// VisibilityTimeout is how long a received message stays hidden while it is being handled.
+	// VisibilityTimeout is how long a received message stays hidden while it is handled; the
+	// subscriber extends it for messages held longer (whole seconds).
 	VisibilityTimeout Duration `json:"visibility_timeout"`
-	// MaxMessages per ReceiveMessage call (1 to 10).
-	MaxMessages int `json:"max_messages"`
+	// A nacked message becomes visible again after nack_backoff_initial × 2^(receive count − 1),
+	// at most nack_backoff_max.
+	NackBackoffInitial Duration `json:"nack_backoff_initial"`
+	NackBackoffMax     Duration `json:"nack_backoff_max"`
 }
 
 // KinesisConfig configures the consumer-group subscribers of the alerting and archival stages.
@@ -105,20 +112,24 @@ type KinesisConfig struct {
 	StartPosition string `json:"start_position"`
 	// FailoverTime: a lease not renewed for this long is taken over by another worker.
 	FailoverTime Duration `json:"failover_time"`
-	// PollInterval between GetRecords calls on a shard that returned nothing.
+	// PollInterval is the least time between two GetRecords calls on one shard (5 calls/s/shard
+	// is Kinesis's limit).
 	PollInterval Duration `json:"poll_interval"`
 	// MaxRecords per GetRecords call (1 to 10000).
 	MaxRecords int `json:"max_records"`
-	// ShardSyncInterval: how often the shard list and leases are rescanned.
+	// ShardSyncInterval: how often the shard list is rescanned for new shards.
 	ShardSyncInterval Duration `json:"shard_sync_interval"`
+	// CheckpointInterval batches checkpoint writes in time.
+	CheckpointInterval Duration `json:"checkpoint_interval"`
 }
 
 // StageConfig is what every stage has: how many messages it works on at once and what happens
 // when a message fails.
 type StageConfig struct {
-	// Concurrency is the number of subscriptions (receive loops) the stage's router runs. For SQS
-	// stages they compete for the queue's messages; Kinesis stages parallelise by shard already and
-	// use 1.
+	// Concurrency is how many of the stage's messages one process handles at once: for SQS stages
+	// the subscriber's in-flight limit; for Kinesis stages the in-flight limit per shard (alerting
+	// keeps 1 so each shard is evaluated in order; archival needs at least max_records, because a
+	// batch holds its records in flight until it is written).
 	Concurrency int `json:"concurrency"`
 	// MaxReceives: a message whose SQS receive count exceeds it goes to the dead-letter queue
 	// before the handler runs again. 0 disables (Kinesis stages have no receive count).
@@ -243,54 +254,62 @@ func Default() Config {
 			LeaseTable:        "thingpipe-leases",
 			DevicesTable:      "thingpipe-devices",
 			BindingsTable:     "thingpipe-bindings",
+			BindingsUserIndex: "byUser",
 			AlertsTable:       "thingpipe-alerts",
 			EventsTopic:       "thingpipe-events",
 			AlertsTopic:       "thingpipe-alerts",
 			ArchiveBucket:     "thingpipe-archive",
 		},
 		SQS: SQSConfig{
-			WaitTime:          Duration(20 * time.Second),
-			VisibilityTimeout: Duration(60 * time.Second),
-			MaxMessages:       10,
+			Receivers:          2,
+			WaitTime:           Duration(20 * time.Second),
+			VisibilityTimeout:  Duration(30 * time.Second),
+			NackBackoffInitial: Duration(time.Second),
+			NackBackoffMax:     Duration(time.Minute),
 		},
 		Kinesis: KinesisConfig{
-			AlertingGroup:     "alerting",
-			ArchivalGroup:     "archival",
-			StartPosition:     "TRIM_HORIZON",
-			FailoverTime:      Duration(10 * time.Second),
-			PollInterval:      Duration(1 * time.Second),
-			MaxRecords:        1000,
-			ShardSyncInterval: Duration(30 * time.Second),
+			AlertingGroup:      "alerting",
+			ArchivalGroup:      "archival",
+			StartPosition:      "TRIM_HORIZON",
+			FailoverTime:       Duration(10 * time.Second),
+			PollInterval:       Duration(200 * time.Millisecond),
+			MaxRecords:         10000,
+			ShardSyncInterval:  Duration(30 * time.Second),
+			CheckpointInterval: Duration(5 * time.Second),
 		},
 		// SQS stages hand a message back after in-process retries (SQS redelivers it after the
 		// visibility timeout, and max_receives bounds that); Kinesis stages cannot hold a shard on one
 		// record forever, so they dead-letter it.
-		Provisioning: ProvisioningConfig{StageConfig: defaultStage(StageProvisioning, 4, 5, ExhaustedNack)},
+		Provisioning: ProvisioningConfig{StageConfig: defaultStage(StageProvisioning, 20, 5, ExhaustedNack)},
 		Binding: BindingConfig{
-			StageConfig:        defaultStage(StageBinding, 4, 10, ExhaustedNack),
+			StageConfig:        defaultStage(StageBinding, 20, 20, ExhaustedNack),
 			ActivationDeadline: Duration(5 * time.Minute),
 		},
 		Alerting: AlertingConfig{
 			StageConfig: defaultStage(StageAlerting, 1, 0, ExhaustedDeadLetter),
+			// The same policies workers/alerting ships (DefaultPolicies).
 			Policies: []AlertPolicy{
 				{
-					Name: "temperature-high", Metric: "temperature", Op: "above",
+					Name: "overheating", Metric: "temperature", Op: "above",
 					Threshold: ptr(80.0), Consecutive: 3, ClearThreshold: ptr(75.0),
-					Cooldown: Duration(15 * time.Minute), Severity: "critical",
-					Runbook: "https://github.com/thingpipe/thingpipe/blob/main/docs/runbooks/temperature-high.md",
+					Cooldown: Duration(10 * time.Minute), Severity: "critical",
+					Runbook: "Check the device's ventilation and ambient temperature. If it keeps rising, power it " +
+						"down remotely and send a technician; sustained heat damages the battery.",
 				},
 				{
-					Name: "battery-low", Metric: "battery", Op: "below",
-					Threshold: ptr(15.0), Consecutive: 2, ClearThreshold: ptr(20.0),
-					Cooldown: Duration(time.Hour), Severity: "warning",
+					Name: "low-battery", Metric: "battery", Op: "below",
+					Threshold: ptr(15.0), Consecutive: 1, ClearThreshold: ptr(20.0),
+					Cooldown: Duration(30 * time.Minute), Severity: "warning",
+					Runbook: "Schedule a battery replacement or recharge. The device will stop reporting when the " +
+						"battery is empty.",
 				},
 			},
 		},
 		Archival: ArchivalConfig{
-			StageConfig: defaultStage(StageArchival, 1, 0, ExhaustedDeadLetter),
+			StageConfig: defaultStage(StageArchival, 1000, 0, ExhaustedDeadLetter),
 			MaxRecords:  500,
-			MaxBytes:    5 << 20,
-			MaxAge:      Duration(60 * time.Second),
+			MaxBytes:    4 << 20,
+			MaxAge:      Duration(5 * time.Second),
 		},
 	}
 }
@@ -388,20 +407,25 @@ func (c Config) Validate() error {
 		{"provisioning_queue", r.ProvisioningQueue}, {"binding_queue", r.BindingQueue},
 		{"telemetry_stream", r.TelemetryStream}, {"lease_table", r.LeaseTable},
 		{"devices_table", r.DevicesTable}, {"bindings_table", r.BindingsTable},
+		{"bindings_user_index", r.BindingsUserIndex},
 		{"alerts_table", r.AlertsTable}, {"events_topic", r.EventsTopic},
 		{"alerts_topic", r.AlertsTopic}, {"archive_bucket", r.ArchiveBucket},
 	} {
 		v.nonEmpty("resources."+kv[0], kv[1])
 	}
 
-	if c.SQS.WaitTime < 0 || c.SQS.WaitTime > Duration(20*time.Second) {
-		v.add("sqs.wait_time", "must be between 0s and 20s, got %s", c.SQS.WaitTime)
+	if c.SQS.Receivers < 1 {
+		v.add("sqs.receivers", "must be at least 1, got %d", c.SQS.Receivers)
 	}
-	if c.SQS.VisibilityTimeout < Duration(time.Second) || c.SQS.VisibilityTimeout > Duration(12*time.Hour) {
-		v.add("sqs.visibility_timeout", "must be between 1s and 12h, got %s", c.SQS.VisibilityTimeout)
+	if c.SQS.WaitTime < 0 || c.SQS.WaitTime > Duration(20*time.Second) || c.SQS.WaitTime%Duration(time.Second) != 0 {
+		v.add("sqs.wait_time", "must be whole seconds from 0s to 20s, got %s", c.SQS.WaitTime)
 	}
-	if c.SQS.MaxMessages < 1 || c.SQS.MaxMessages > 10 {
-		v.add("sqs.max_messages", "must be between 1 and 10, got %d", c.SQS.MaxMessages)
+	if c.SQS.VisibilityTimeout < Duration(time.Second) || c.SQS.VisibilityTimeout > Duration(12*time.Hour) || c.SQS.VisibilityTimeout%Duration(time.Second) != 0 {
+		v.add("sqs.visibility_timeout", "must be whole seconds from 1s to 12h, got %s", c.SQS.VisibilityTimeout)
+	}
+	v.positiveDuration("sqs.nack_backoff_initial", c.SQS.NackBackoffInitial)
+	if c.SQS.NackBackoffMax < c.SQS.NackBackoffInitial || c.SQS.NackBackoffMax > Duration(12*time.Hour) {
+		v.add("sqs.nack_backoff_max", "must be from sqs.nack_backoff_initial (%s) to 12h, got %s", c.SQS.NackBackoffInitial, c.SQS.NackBackoffMax)
 	}
 
 	k := c.Kinesis
@@ -414,6 +438,7 @@ func (c Config) Validate() error {
 	v.positiveDuration("kinesis.failover_time", k.FailoverTime)
 	v.positiveDuration("kinesis.poll_interval", k.PollInterval)
 	v.positiveDuration("kinesis.shard_sync_interval", k.ShardSyncInterval)
+	v.positiveDuration("kinesis.checkpoint_interval", k.CheckpointInterval)
 	if k.MaxRecords < 1 || k.MaxRecords > 10000 {
 		v.add("kinesis.max_records", "must be between 1 and 10000, got %d", k.MaxRecords)
 	}
@@ -436,6 +461,10 @@ func (c Config) Validate() error {
 		v.add("archival.max_bytes", "must be at least 1024, got %d", c.Archival.MaxBytes)
 	}
 	v.positiveDuration("archival.max_age", c.Archival.MaxAge)
+	if c.Archival.MaxRecords >= 1 && c.Archival.Concurrency >= 1 && c.Archival.Concurrency < c.Archival.MaxRecords {
+		v.add("archival.concurrency", "must be at least archival.max_records (%d): a batch holds its records in flight until it is written, got %d",
+			c.Archival.MaxRecords, c.Archival.Concurrency)
+	}
 
 	return errors.Join(v.errs...)
 }
@@ -468,14 +497,16 @@ func (v *validator) stage(name string, s StageConfig) {
 func (v *validator) policy(key string, p AlertPolicy, names map[string]int, i int) {
 	if strings.TrimSpace(p.Name) == "" {
 		v.add(key+".name", "must be set")
+	} else if !validPolicyName(p.Name) {
+		v.add(key+".name", "must be 1 to 64 lower-case letters, digits, - or _, starting with a letter or digit, got %q", p.Name)
 	} else if j, dup := names[p.Name]; dup {
 		v.add(key+".name", "%q is already the name of alerting.policies[%d]", p.Name, j)
 	} else {
 		names[p.Name] = i
 	}
 	v.nonEmpty(key+".metric", p.Metric)
-	if p.Metric != "" && slices.Contains(strings.Split(p.Metric, "."), "") {
-		v.add(key+".metric", "must be a dotted path like env.temperature, got %q", p.Metric)
+	if p.Metric != "" && !validMetricPath(p.Metric) {
+		v.add(key+".metric", "must be a dotted path of letters, digits, - and _ like env.temperature, got %q", p.Metric)
 	}
 	v.oneOf(key+".op", p.Op, "above", "below")
 	if p.Threshold == nil {
@@ -543,4 +574,35 @@ func Load(path string, environ []string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// validPolicyName matches workers/alerting's rule for policy names (they become state keys).
+func validPolicyName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		case (r == '-' || r == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validMetricPath: dot-separated non-empty segments of letters, digits, - and _.
+func validMetricPath(s string) bool {
+	for seg := range strings.SplitSeq(s, ".") {
+		if seg == "" {
+			return false
+		}
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/thingpipe/thingpipe/deploy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -102,8 +104,8 @@ func TestLoadOverrides(t *testing.T) {
 			func(c Config) any { return c.ShutdownTimeout.D() }, 90 * time.Second},
 		{"float via env", "", []string{"THINGPIPE_TRACING__SAMPLE_RATIO=0.25"},
 			func(c Config) any { return c.Tracing.SampleRatio }, 0.25},
-		{"file keeps unmentioned keys", "sqs:\n  max_messages: 5\n", nil,
-			func(c Config) any { return [2]any{c.SQS.MaxMessages, c.SQS.WaitTime.D()} }, [2]any{5, 20 * time.Second}},
+		{"file keeps unmentioned keys", "sqs:\n  receivers: 5\n", nil,
+			func(c Config) any { return [2]any{c.SQS.Receivers, c.SQS.WaitTime.D()} }, [2]any{5, 20 * time.Second}},
 		{"explicit zero is kept", "provisioning:\n  max_receives: 0\n", nil,
 			func(c Config) any { return c.Provisioning.MaxReceives }, 0},
 		{"policies replace the defaults, partial policy gets defaults", "alerting:\n  policies:\n    - {name: hot, metric: env.t, op: above, threshold: 30}\n", nil,
@@ -167,7 +169,7 @@ alerting:
 		{"wrong-types", `
 shutdown_timeout: 30
 sqs:
-  max_messages: ten
+  receivers: ten
   wait_time: soon
 tracing:
   sample_ratio: "half"
@@ -179,17 +181,17 @@ stages: [alerting, alerting, billing]
 http_addr: "9090"
 shutdown_timeout: 0s
 log: {level: verbose, format: xml}
-sqs: {wait_time: 21s, visibility_timeout: 0s, max_messages: 11}
+sqs: {wait_time: 1500ms, visibility_timeout: 0s, receivers: 0, nack_backoff_initial: 2s, nack_backoff_max: 1s}
 kinesis: {alerting_group: g, archival_group: g, start_position: EARLIEST, max_records: 0}
 binding:
   concurrency: 0
   on_retries_exhausted: drop
   retry: {max_retries: -1, initial_interval: 1s, max_interval: 10ms, multiplier: 0.5}
-archival: {max_records: 0, max_bytes: 10, max_age: 0s}
+archival: {max_records: 600, max_bytes: 10, max_age: 0s, concurrency: 100}
 resources: {archive_bucket: ""}
 `, nil},
 		{"env-errors", "", []string{
-			"THINGPIPE_SQS__MAX_MESSAGES=ten",
+			"THINGPIPE_SQS__RECEIVERS=ten",
 			"THINGPIPE_SHUTDOWN_TIMEOUT=forever",
 			"THINGPIPE_HTTP_ADRR=:1",
 			"THINGPIPE_LOG_LEVEL=debug",
@@ -286,4 +288,32 @@ func FuzzParseConfig(f *testing.F) {
 		cfg = cfg.withDefaults()
 		_ = cfg.Validate()
 	})
+}
+
+// The defaults name exactly the resources deploy/cloudformation creates.
+func TestDefaultsMatchDeployNames(t *testing.T) {
+	d := Default()
+	got := map[string]string{
+		"provisioning_queue": d.Resources.ProvisioningQueue, "binding_queue": d.Resources.BindingQueue,
+		"telemetry_stream": d.Resources.TelemetryStream, "lease_table": d.Resources.LeaseTable,
+		"devices_table": d.Resources.DevicesTable, "bindings_table": d.Resources.BindingsTable,
+		"bindings_user_index": d.Resources.BindingsUserIndex, "alerts_table": d.Resources.AlertsTable,
+		"events_topic": d.Resources.EventsTopic, "alerts_topic": d.Resources.AlertsTopic,
+		"archive_bucket":   d.Resources.ArchiveBucket,
+		"provisioning dlq": d.Provisioning.DeadLetterQueue, "binding dlq": d.Binding.DeadLetterQueue,
+		"alerting dlq": d.Alerting.DeadLetterQueue, "archival dlq": d.Archival.DeadLetterQueue,
+	}
+	want := map[string]string{
+		"provisioning_queue": deploy.ProvisioningQueue, "binding_queue": deploy.BindingQueue,
+		"telemetry_stream": deploy.TelemetryStream, "lease_table": deploy.LeasesTable,
+		"devices_table": deploy.DevicesTable, "bindings_table": deploy.BindingsTable,
+		"bindings_user_index": deploy.BindingsByUserIndex, "alerts_table": deploy.AlertsTable,
+		"events_topic": deploy.EventsTopic, "alerts_topic": deploy.AlertsTopic,
+		"archive_bucket":   deploy.DefaultArchiveBucket,
+		"provisioning dlq": deploy.ProvisioningDLQ, "binding dlq": deploy.BindingDLQ,
+		"alerting dlq": deploy.AlertingDLQ, "archival dlq": deploy.ArchivalDLQ,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults differ from deploy's resource names (-deploy +default):\n%s", diff)
+	}
 }

@@ -125,6 +125,18 @@ func (h *Health) AddCheck(name string, fn func(context.Context) error) {
 	h.mu.Unlock()
 }
 
+// HasCheck reports whether a check of that name is registered.
+func (h *Health) HasCheck(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.checks {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Readiness is the /readyz body.
 type Readiness struct {
 	Ready    bool              `json:"ready"`

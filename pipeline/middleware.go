@@ -21,8 +21,9 @@ import (
 )
 
 // Metadata keys of a dead-lettered message. The message keeps its payload and UUID; its metadata is
-// replaced by these keys plus correlation_id and the trace context, and the original metadata is kept
-// as one JSON object. That bounds the key count to 10, SQS's limit on message attributes.
+// replaced by these keys plus correlation_id and traceparent, and the original metadata is kept as
+// one JSON object. That bounds the key count to 9: with the UUID attribute pipeline/sqs adds, SQS's
+// limit of 10 message attributes.
 const (
 	MetadataDLQReason           = "thingpipe.dlq.reason"        // the error, truncated to 1 KiB
 	MetadataDLQKind             = "thingpipe.dlq.kind"          // permanent, panic, retries_exhausted, max_receives
@@ -156,29 +157,40 @@ func (r *stageRunner) observe(h message.HandlerFunc) message.HandlerFunc {
 		out, err := h(msg)
 
 		d := time.Since(start)
+		ctx := msg.Context()
+		level := slog.LevelDebug
+		switch {
+		case err != nil:
+			level = slog.LevelWarn
+			nacked.Inc()
+			r.metrics.duration.WithLabelValues(stage, outcomeNacked).Observe(d.Seconds())
+		case o.kind != "":
+			level = slog.LevelError
+			r.metrics.deadLettered.WithLabelValues(stage, o.kind).Inc()
+			r.metrics.duration.WithLabelValues(stage, outcomeDeadLettered).Observe(d.Seconds())
+		default:
+			acked.Inc()
+			r.metrics.duration.WithLabelValues(stage, outcomeAcked).Observe(d.Seconds())
+		}
+		if !r.log.Enabled(ctx, level) { // skip building attributes for a disabled level (the hot path)
+			return out, err
+		}
 		attrs := []any{
 			slog.String("message_uuid", msg.UUID),
 			slog.String("correlation_id", middleware.MessageCorrelationID(msg)),
 			slog.Duration("duration", d),
 		}
-		if sc := trace.SpanContextFromContext(msg.Context()); sc.IsValid() {
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
-		ctx := msg.Context()
 		switch {
 		case err != nil:
-			nacked.Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeNacked).Observe(d.Seconds())
 			r.log.WarnContext(ctx, "message nacked", append(attrs, slog.String("error", err.Error()))...)
 		case o.kind != "":
-			r.metrics.deadLettered.WithLabelValues(stage, o.kind).Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeDeadLettered).Observe(d.Seconds())
 			r.log.ErrorContext(ctx, "message dead-lettered", append(attrs,
 				slog.String("kind", o.kind), slog.String("reason", o.reason),
 				slog.String("dead_letter_topic", r.stage.DeadLetterTopic))...)
 		default:
-			acked.Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeAcked).Observe(d.Seconds())
 			r.log.DebugContext(ctx, "message handled", attrs...)
 		}
 		return out, err
@@ -234,9 +246,9 @@ func (r *stageRunner) deadLetter(msg *message.Message, kind, reason string) erro
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen-3] + "..."
 	}
-	orig, err := json.Marshal(msg.Metadata)
-	if err != nil {
-		return fmt.Errorf("dead-letter: encoding metadata: %w", err)
+	orig, jerr := json.Marshal(msg.Metadata)
+	if jerr != nil {
+		return fmt.Errorf("dead-letter: encoding metadata: %w", jerr)
 	}
 	dl := message.NewMessage(msg.UUID, msg.Payload)
 	dl.Metadata = message.Metadata{
@@ -253,15 +265,32 @@ func (r *stageRunner) deadLetter(msg *message.Message, kind, reason string) erro
 	if cid := middleware.MessageCorrelationID(msg); cid != "" {
 		dl.Metadata.Set(middleware.CorrelationIDMetadataKey, cid)
 	}
-	InjectTrace(msg.Context(), dl.Metadata)
+	// traceparent only: tracestate would be an 11th SQS attribute (it stays in the original metadata).
+	tc := message.Metadata{}
+	InjectTrace(msg.Context(), tc)
+	if v := tc.Get("traceparent"); v != "" {
+		dl.Metadata.Set("traceparent", v)
+	}
 	dl.SetContext(msg.Context())
-	if err := r.stage.DeadLetter.Publish(r.stage.DeadLetterTopic, dl); err != nil {
+	var err error
+	if cp, ok := r.stage.DeadLetter.(contextPublisher); ok {
+		err = cp.PublishContext(msg.Context(), r.stage.DeadLetterTopic, dl)
+	} else {
+		err = r.stage.DeadLetter.Publish(r.stage.DeadLetterTopic, dl)
+	}
+	if err != nil {
 		return fmt.Errorf("dead-letter: publishing to %s: %w", r.stage.DeadLetterTopic, err)
 	}
 	if o := outcomeOf(msg); o != nil {
 		o.kind, o.reason = kind, reason
 	}
 	return nil
+}
+
+// contextPublisher is a Publisher whose calls take a context (pipeline/sqs); the dead-letter publish
+// then ends with the message's context instead of running on after the shutdown deadline.
+type contextPublisher interface {
+	PublishContext(ctx context.Context, topic string, msgs ...*message.Message) error
 }
 
 // shutdownError is returned when retrying stopped because the stage is shutting down; the message

@@ -226,14 +226,16 @@ func (r *stageRunner) shutdown(ctx context.Context) error {
 	close(r.stopping)
 	r.gate.Close() // stop receiving now; router.Close will call it again, harmlessly
 
+	// Closing a router that has not finished starting deadlocks it until its close timeout (Close
+	// holds the lock RunHandlers needs, waiting for handlers that cannot start), so wait for it.
 	closed := make(chan error, 1)
 	select {
-	case <-r.exited:
-		// The router stopped on its own (or never started: a failed Subscribe leaves handlers
-		// that Close would wait for in vain).
-		closed <- nil
-	default:
+	case <-r.router.Running():
 		go func() { closed <- r.router.Close() }()
+	case <-r.exited: // stopped on its own
+		closed <- nil
+	case <-ctx.Done():
+		closed <- errors.New("router still starting at the shutdown deadline")
 	}
 
 	if r.stage.Drain != nil {

@@ -37,6 +37,7 @@ AWS IoT unchanged.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRulesCmd())
+	root.AddCommand(newRunCmd())
 	root.AddCommand(newSimulateCmd())
 	return root
 }
