@@ -147,6 +147,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		exits <- e // keep the count for the drain below
 	}
 
+	for _, r := range runners {
+		select {
+		case <-r.exited:
+		default:
+			p.opts.Health.SetStopping(r.stage.Name)
+		}
+	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), p.opts.ShutdownTimeout)
 	defer cancelShutdown()
 	shutdownErrs := make([]error, len(runners))
