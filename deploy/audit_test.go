@@ -153,7 +153,10 @@ func TestRolesGrantExactlyWhatIsNeeded(t *testing.T) {
 	workers = append(workers, cross([]string{"kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"}, "${TelemetryStream.Arn}")...)
 	workers = append(workers, cross([]string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"}, tables...)...)
 	workers = append(workers, "dynamodb:Scan ${LeasesTable.Arn}")
-	workers = append(workers, cross([]string{"sns:Publish"}, "${AlertsTopic}", "${EventsTopic}")...)
+	// Readiness checks of `thingpipe run`: DescribeTable, GetTopicAttributes, HeadBucket.
+	workers = append(workers, cross([]string{"dynamodb:DescribeTable"}, "${DevicesTable.Arn}", "${BindingsTable.Arn}", "${AlertsTable.Arn}", "${LeasesTable.Arn}")...)
+	workers = append(workers, cross([]string{"sns:Publish", "sns:GetTopicAttributes"}, "${AlertsTopic}", "${EventsTopic}")...)
+	workers = append(workers, "s3:ListBucket ${ArchiveBucket.Arn}")
 	workers = append(workers, "s3:PutObject ${ArchiveBucket.Arn}/"+ArchivePrefix+"*")
 	var rules []string
 	rules = append(rules, cross([]string{"sqs:SendMessage"}, "${ProvisioningQueue.Arn}", "${BindingQueue.Arn}", "${RuleErrorsQueue.Arn}")...)

@@ -196,6 +196,25 @@ func deployTemplate(ctx context.Context, cf cfAPI, body []byte, opts Options) (O
 	return d.run(ctx)
 }
 
+// ReadOutputs returns the outputs of an existing stack without changing it (stackName "" means
+// DefaultStackName): how tools find the resources of a stack someone else deployed. It needs only
+// cloudformation:DescribeStacks.
+func ReadOutputs(ctx context.Context, cfg aws.Config, stackName string) (Outputs, error) {
+	opts := Options{StackName: stackName}.withDefaults()
+	if err := opts.Validate(); err != nil {
+		return Outputs{}, err
+	}
+	d := &deployer{cf: cloudformation.NewFromConfig(cfg), opts: opts, log: opts.Logger}
+	stack, err := d.describe(ctx)
+	if err != nil {
+		return Outputs{}, err
+	}
+	if stack == nil {
+		return Outputs{}, &StackError{Stack: opts.StackName, Status: "MISSING", Reason: "no such stack; deploy it first"}
+	}
+	return d.outputs(stack)
+}
+
 type deployer struct {
 	cf     cfAPI
 	opts   Options
@@ -211,7 +230,7 @@ func (d *deployer) run(ctx context.Context) (Outputs, error) {
 	}
 	if stack != nil && inProgress(stack.StackStatus) {
 		d.log.Info("waiting for the operation in progress", "status", stack.StackStatus)
-		if stack, err = d.wait(ctx, time.Now()); err != nil {
+		if stack, err = d.wait(ctx, time.Now(), stack.StackStatus); err != nil {
 			return Outputs{}, err
 		}
 	}
@@ -239,8 +258,11 @@ func (d *deployer) run(ctx context.Context) (Outputs, error) {
 
 func statusHint(s *cftypes.Stack) string {
 	reason := aws.ToString(s.StackStatusReason)
-	if s.StackStatus == cftypes.StackStatusRollbackComplete {
+	switch s.StackStatus {
+	case cftypes.StackStatusRollbackComplete:
 		reason = strings.TrimSpace(reason + " (its creation failed; delete the stack, then deploy again)")
+	case cftypes.StackStatusReviewInProgress:
+		reason = strings.TrimSpace(reason + " (created by a change set that was never executed; execute or delete it)")
 	}
 	return reason
 }
@@ -352,7 +374,7 @@ func (d *deployer) update(ctx context.Context) (Outputs, error) {
 }
 
 func (d *deployer) finish(ctx context.Context, started time.Time, success cftypes.StackStatus) (Outputs, error) {
-	stack, err := d.wait(ctx, started)
+	stack, err := d.wait(ctx, started, "")
 	if err != nil {
 		return Outputs{}, err
 	}
@@ -370,24 +392,35 @@ func (d *deployer) finish(ctx context.Context, started time.Time, success cftype
 	return d.outputs(stack)
 }
 
-func inProgress(s cftypes.StackStatus) bool { return strings.HasSuffix(string(s), "_IN_PROGRESS") }
+// inProgress: an operation is running and will end by itself. REVIEW_IN_PROGRESS is not one: it is a
+// stack created by a change set nobody executed, and it stays so.
+func inProgress(s cftypes.StackStatus) bool {
+	return strings.HasSuffix(string(s), "_IN_PROGRESS") && s != cftypes.StackStatusReviewInProgress
+}
 
 // wait polls until the stack leaves every *_IN_PROGRESS state, logging the stack events that happen
-// after since.
-func (d *deployer) wait(ctx context.Context, since time.Time) (*cftypes.Stack, error) {
+// after since. last is the status known so far, for the error when the wait times out.
+func (d *deployer) wait(ctx context.Context, since time.Time, last cftypes.StackStatus) (*cftypes.Stack, error) {
 	seen := map[string]bool{}
+	timedOut := func() error {
+		return fmt.Errorf("deploy: waiting for stack %s (%s): %w", d.opts.StackName, last, ctx.Err())
+	}
 	for {
 		stack, err := d.describe(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, timedOut()
+			}
 			return nil, err
 		}
 		d.logEvents(ctx, since, seen)
 		if stack == nil || !inProgress(stack.StackStatus) {
 			return stack, nil
 		}
+		last = stack.StackStatus
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("deploy: waiting for stack %s (%s): %w", d.opts.StackName, stack.StackStatus, ctx.Err())
+			return nil, timedOut()
 		case <-time.After(d.opts.PollInterval):
 		}
 	}

@@ -79,6 +79,20 @@ func TestDeployCreatesEveryResourceAndIsIdempotent(t *testing.T) {
 	}
 	checkResources(t, ctx, cfg, first, 60)
 
+	t.Run("ReadOutputs", func(t *testing.T) {
+		read, err := ReadOutputs(ctx, cfg, opts.StackName)
+		if err != nil {
+			t.Fatalf("ReadOutputs: %v", err)
+		}
+		if diff := cmp.Diff(first, read); diff != "" {
+			t.Errorf("ReadOutputs differs from Deploy's outputs (-deploy +read):\n%s", diff)
+		}
+		var se *StackError
+		if _, err := ReadOutputs(ctx, cfg, awstest.Name(t, "missing")); !errors.As(err, &se) || se.Status != "MISSING" {
+			t.Errorf("ReadOutputs of a missing stack: %v, want a StackError MISSING", err)
+		}
+	})
+
 	t.Run("second Deploy is a no-op", func(t *testing.T) {
 		calls.Reset()
 		second, err := Deploy(ctx, cfg, opts)
@@ -184,8 +198,8 @@ func checkResources(t *testing.T, ctx context.Context, cfg aws.Config, out Outpu
 			if err := json.Unmarshal([]byte(a["RedrivePolicy"]), &rp); err != nil {
 				t.Fatalf("%s: RedrivePolicy %q: %v", q.name, a["RedrivePolicy"], err)
 			}
-			if rp.DeadLetterTargetArn != q.dlqARN || rp.MaxReceiveCount != 10 {
-				t.Errorf("%s: RedrivePolicy = %+v, want DLQ %s after 10 receives", q.name, rp, q.dlqARN)
+			if rp.DeadLetterTargetArn != q.dlqARN || rp.MaxReceiveCount != 20 {
+				t.Errorf("%s: RedrivePolicy = %+v, want DLQ %s after 20 receives", q.name, rp, q.dlqARN)
 			}
 		}
 		// The output URLs are AWS-style (https://sqs.<region>.amazonaws.com/...); the SDK sends the

@@ -135,6 +135,8 @@ func TestDeployStackStates(t *testing.T) {
 			wantUpdates: 1, wantErr: "BindingQueue (AWS::SQS::Queue): boom: access denied", wantStatus: "UPDATE_ROLLBACK_COMPLETE"},
 		{name: "rolled-back creation needs an operator", cf: fakeCF{statuses: []cftypes.StackStatus{"ROLLBACK_COMPLETE"}},
 			wantErr: "delete the stack", wantStatus: "ROLLBACK_COMPLETE"},
+		{name: "unexecuted change set is not waited for", cf: fakeCF{statuses: []cftypes.StackStatus{"REVIEW_IN_PROGRESS"}},
+			wantErr: "never executed", wantStatus: "REVIEW_IN_PROGRESS"},
 		{name: "failed rollback needs an operator", cf: fakeCF{statuses: []cftypes.StackStatus{"UPDATE_ROLLBACK_FAILED"}},
 			wantErr: "UPDATE_ROLLBACK_FAILED", wantStatus: "UPDATE_ROLLBACK_FAILED"},
 		{name: "stuck in progress times out", cf: fakeCF{statuses: []cftypes.StackStatus{"UPDATE_IN_PROGRESS"}}, timeout: 50 * time.Millisecond,

@@ -9,8 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func errAs(err error, target any) bool { return errors.As(err, target) }
-
 func TestParseTemplateIntrinsics(t *testing.T) {
 	tests := []struct {
 		name string

@@ -360,100 +360,130 @@ func actionTypes(a types.Action) []string {
 	return out
 }
 
-// mapStrings returns a deep copy of v with every string passed through fn (path is the wire path).
-// It is how placeholders are resolved and substitution templates rendered, in every field at once.
-func mapStrings(path string, v reflect.Value, fn func(path, s string) (string, error)) (reflect.Value, error) {
-	out := reflect.New(v.Type()).Elem()
+// mapStrings returns v with every string passed through fn (path is the wire path). It copies only
+// what changes: subtrees whose strings fn leaves alone are shared with v, which is why rule payloads are
+// never modified in place. It is how placeholders are resolved and substitution templates rendered, in
+// every field at once.
+func mapStrings(path string, v reflect.Value, fn func(path, s string) (string, error)) (reflect.Value, bool, error) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() {
-			return out, nil
+			return v, false, nil
 		}
-		e, err := mapStrings(path, v.Elem(), fn)
-		if err != nil {
-			return out, err
+		e, changed, err := mapStrings(path, v.Elem(), fn)
+		if err != nil || !changed {
+			return v, false, err
 		}
 		p := reflect.New(v.Type().Elem())
 		p.Elem().Set(e)
-		out.Set(p)
+		return p, true, nil
 	case reflect.Interface:
 		if v.IsNil() {
-			return out, nil
+			return v, false, nil
 		}
 		for name, mt := range unionMembers[v.Type()] {
 			if v.Elem().Type() == reflect.PointerTo(mt) {
-				e, err := mapStrings(joinPath(path, name), v.Elem(), fn)
-				if err != nil {
-					return out, err
+				e, changed, err := mapStrings(joinPath(path, name), v.Elem(), fn)
+				if err != nil || !changed {
+					return v, false, err
 				}
+				out := reflect.New(v.Type()).Elem()
 				out.Set(e)
-				return out, nil
+				return out, true, nil
 			}
 		}
-		out.Set(v)
+		return v, false, nil
 	case reflect.Struct:
 		t := v.Type()
+		var out reflect.Value                                               // allocated on the first change
+		member := strings.HasPrefix(t.Name(), "AssetPropertyVariantMember") // its Value is named by its key
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if !f.IsExported() {
+			if !f.IsExported() || v.Field(i).IsZero() {
 				continue
 			}
 			fp := path
-			if !strings.HasPrefix(t.Name(), "AssetPropertyVariantMember") { // a union member's Value is named by its key
+			if !member {
 				fp = joinPath(path, wireName(f.Name))
 			}
-			e, err := mapStrings(fp, v.Field(i), fn)
+			e, changed, err := mapStrings(fp, v.Field(i), fn)
 			if err != nil {
-				return out, err
+				return v, false, err
 			}
-			out.Field(i).Set(e)
+			if changed {
+				if !out.IsValid() {
+					out = reflect.New(t).Elem()
+					out.Set(v)
+				}
+				out.Field(i).Set(e)
+			}
 		}
+		if !out.IsValid() {
+			return v, false, nil
+		}
+		return out, true, nil
 	case reflect.Slice:
-		if v.IsNil() {
-			return out, nil
-		}
-		s := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		var out reflect.Value
 		for i := 0; i < v.Len(); i++ {
-			e, err := mapStrings(fmt.Sprintf("%s[%d]", path, i), v.Index(i), fn)
+			e, changed, err := mapStrings(fmt.Sprintf("%s[%d]", path, i), v.Index(i), fn)
 			if err != nil {
-				return out, err
+				return v, false, err
 			}
-			s.Index(i).Set(e)
+			if changed {
+				if !out.IsValid() {
+					out = reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+					reflect.Copy(out, v)
+				}
+				out.Index(i).Set(e)
+			}
 		}
-		out.Set(s)
+		if !out.IsValid() {
+			return v, false, nil
+		}
+		return out, true, nil
 	case reflect.Map:
-		if v.IsNil() {
-			return out, nil
-		}
-		m := reflect.MakeMapWithSize(v.Type(), v.Len())
+		var out reflect.Value
 		iter := v.MapRange()
 		for iter.Next() {
-			e, err := mapStrings(joinPath(path, iter.Key().String()), iter.Value(), fn)
+			e, changed, err := mapStrings(joinPath(path, iter.Key().String()), iter.Value(), fn)
 			if err != nil {
-				return out, err
+				return v, false, err
 			}
-			m.SetMapIndex(iter.Key(), e)
+			if changed {
+				if !out.IsValid() {
+					out = reflect.MakeMapWithSize(v.Type(), v.Len())
+					for it := v.MapRange(); it.Next(); {
+						out.SetMapIndex(it.Key(), it.Value())
+					}
+				}
+				out.SetMapIndex(iter.Key(), e)
+			}
 		}
-		out.Set(m)
+		if !out.IsValid() {
+			return v, false, nil
+		}
+		return out, true, nil
 	case reflect.String:
-		if t := v.Type(); t.PkgPath() != "" { // enums are not free text
-			out.Set(v)
-			return out, nil
+		if v.Type().PkgPath() != "" { // enums are not free text
+			return v, false, nil
 		}
 		s, err := fn(path, v.String())
 		if err != nil {
-			return out, &FieldError{path, err.Error()}
+			return v, false, &FieldError{path, err.Error()}
 		}
+		if s == v.String() {
+			return v, false, nil
+		}
+		out := reflect.New(v.Type()).Elem()
 		out.SetString(s)
-	default:
-		out.Set(v)
+		return out, true, nil
 	}
-	return out, nil
+	return v, false, nil
 }
 
 // mapActionStrings applies mapStrings to an action.
 func mapActionStrings(path string, a types.Action, fn func(path, s string) (string, error)) (types.Action, error) {
-	v, err := mapStrings(path, reflect.ValueOf(a), fn)
+	v, _, err := mapStrings(path, reflect.ValueOf(a), fn)
 	if err != nil {
 		return types.Action{}, err
 	}

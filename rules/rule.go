@@ -77,27 +77,26 @@ func (f *File) resolve(env Env) (*Rule, []error) {
 	var templated bool
 	resolveAction := func(path string, a types.Action) types.Action {
 		templated = false
-		out, err := mapActionStrings(path, a, func(fp, s string) (string, error) {
-			s, err := env.Expand(s)
+		// Problems are collected, not returned, so that every bad field is reported at once.
+		out, _ := mapActionStrings(path, a, func(fp, s string) (string, error) {
+			expanded, err := env.Expand(s)
 			if err != nil {
-				return "", err
+				errs = append(errs, &FieldError{fp, err.Error()})
+				return s, nil
 			}
-			if isTemplated(fp, s) {
+			if isTemplated(fp, expanded) {
 				templated = true
-				if _, done := r.templates[s]; !done {
-					t, err := iotsql.CompileTemplate(s, v)
+				if _, done := r.templates[expanded]; !done {
+					t, err := iotsql.CompileTemplate(expanded, v)
 					if err != nil {
-						return "", fmt.Errorf("substitution template %q: %s", s, positioned(err))
+						errs = append(errs, &FieldError{fp, fmt.Sprintf("substitution template %q: %s", expanded, positioned(err))})
+						return expanded, nil
 					}
-					r.templates[s] = t
+					r.templates[expanded] = t
 				}
 			}
-			return s, nil
+			return expanded, nil
 		})
-		if err != nil {
-			errs = append(errs, err)
-			return a
-		}
 		return out
 	}
 	r.templatedActions = make([]bool, len(f.Payload.Actions))

@@ -91,6 +91,11 @@ func ReadTestFile(path string) (*TestFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseTestFile(path, data)
+}
+
+// ParseTestFile checks a test file's contents (JSON or YAML, by path's extension).
+func ParseTestFile(path string, data []byte) (*TestFile, error) {
 	j, err := toJSON(path, data)
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}

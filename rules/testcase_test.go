@@ -67,3 +67,23 @@ func TestTestFileErrors(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseTestFile(f *testing.F) {
+	b, err := os.ReadFile("../deploy/rules/default.test.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(`{"cases":[{"name":"a","topic":"a/b","payload":{"x":1},"expect":[{"rule":"r","actions":[{"sqs":{}}]}]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tf, err := ParseTestFile("f.yaml", data)
+		if err != nil {
+			return
+		}
+		for _, c := range tf.Cases {
+			if c.Name == "" || (c.Expect == nil && c.ExpectError == "") {
+				t.Fatalf("an invalid case was accepted: %+v", c)
+			}
+		}
+	})
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thingpipe/thingpipe/internal/awstest"
 )
 
 // runCLI runs thingpipe with args and returns stdout, stderr and the exit code main would use.
@@ -111,5 +113,37 @@ func TestRulesLintTestRunCommands(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("run: exit %d, output lacks %q:\n%s", code, want, out)
 		}
+	}
+}
+
+// plan and apply against moto, end to end through the SDK's default chain (awstest points
+// AWS_ENDPOINT_URL at moto); a region of their own keeps these rules apart from other tests'.
+func TestRulesPlanApplyCommands(t *testing.T) {
+	awstest.Endpoint(t)
+	args := func(cmd string, extra ...string) []string {
+		return append([]string{"rules", cmd, "../../deploy/rules", "--region", "ap-southeast-2"}, extra...)
+	}
+	out, code := runCLI(t, "", args("plan")...)
+	if code != 0 || !strings.Contains(out, "Topic rules in account 123456789012, ap-southeast-2") ||
+		!strings.Contains(out, "4 to create, 0 to replace, 0 to delete, 0 unchanged.") {
+		t.Fatalf("plan: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "", args("apply")...)
+	if code != 0 || !strings.Contains(out, "created thingpipe_bind\n") || !strings.HasSuffix(out, "Applied.\n") {
+		t.Fatalf("apply: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "", args("plan", "--account", "123456789012")...)
+	if code != 0 || !strings.Contains(out, "0 to create, 0 to replace, 0 to delete, 4 unchanged.") {
+		t.Fatalf("plan after apply: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "", args("apply", "--prune")...)
+	if code != 0 || !strings.HasSuffix(out, "Nothing to apply.\n") {
+		t.Fatalf("second apply: exit %d\n%s", code, out)
+	}
+	// Another account's rules differ in every ARN and queue URL: all four are replaced.
+	out, code = runCLI(t, "", args("plan", "--account", "111122223333")...)
+	if code != 0 || !strings.Contains(out, "0 to create, 4 to replace") ||
+		!strings.Contains(out, `~ errorAction.sqs.queueUrl: "https://sqs.ap-southeast-2.amazonaws.com/123456789012/thingpipe-rule-errors" → "https://sqs.ap-southeast-2.amazonaws.com/111122223333/thingpipe-rule-errors"`) {
+		t.Fatalf("plan for another account: exit %d\n%s", code, out)
 	}
 }

@@ -17,8 +17,9 @@ line per problem, as "file: rule: problem" ("file: rule: warning: problem" for w
 
 Errors (exit status 1): unreadable files and unknown fields, rule names that do not match
 ^[a-zA-Z0-9_]+$ or are used twice, more than 10 actions, actions with no type or more than one,
-missing required action fields, unknown {{placeholders}}, invalid SQL, SQL versions or
-substitution templates (with line:column), malformed queue URLs.
+missing required action fields, a substitution template in a roleArn, republish qos other than 0
+or 1, an errorAction republishing to a $ topic, unknown {{placeholders}}, invalid SQL, SQL
+versions or substitution templates (with line:column), malformed queue URLs.
 Warnings: SQL functions that need AWS and evaluate to Undefined locally, action types the local
 bridge does not carry out, rules without actions or without an errorAction.`,
 		Example: `  thingpipe rules lint deploy/rules`,

@@ -20,10 +20,10 @@ type deployFlags struct {
 	prune           bool
 }
 
-func (f *deployFlags) register(cmd *cobra.Command) {
+func (f *deployFlags) register(cmd *cobra.Command, pruneHelp string) {
 	cmd.Flags().StringVar(&f.account, "account", "", "AWS account id to resolve {{account}} for (default: the caller's, from STS GetCallerIdentity)")
 	cmd.Flags().StringVar(&f.region, "region", "", "AWS region (default: the SDK's, from AWS_REGION or the profile)")
-	cmd.Flags().BoolVar(&f.prune, "prune", false, "also delete topic rules in AWS IoT that have no rule file")
+	cmd.Flags().BoolVar(&f.prune, "prune", false, pruneHelp)
 }
 
 const deployLong = `The rule files in DIR are resolved for the target account and region and compared with the topic
@@ -43,7 +43,7 @@ func newRulesPlanCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan DIR",
 		Short: "Show what apply would change in AWS IoT to match the rule files in DIR",
-		Long:  "plan changes nothing. " + deployLong,
+		Long:  "plan changes nothing.\n\n" + deployLong,
 		Example: `  thingpipe rules plan deploy/rules
   AWS_ENDPOINT_URL=http://127.0.0.1:5000 thingpipe rules plan deploy/rules --prune`,
 		Args: cobra.ExactArgs(1),
@@ -52,7 +52,7 @@ func newRulesPlanCmd() *cobra.Command {
 			return err
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, "list topic rules in AWS IoT that have no rule file as deletes")
 	return cmd
 }
 
@@ -62,7 +62,7 @@ func newRulesApplyCmd() *cobra.Command {
 		Use:   "apply DIR",
 		Short: "Make the topic rules in AWS IoT match the rule files in DIR",
 		Long: "apply prints the plan, then carries it out without asking: CreateTopicRule, ReplaceTopicRule and,\n" +
-			"with --prune, DeleteTopicRule. It exits 1 if any call fails (the others still run). " + deployLong,
+			"with --prune, DeleteTopicRule. It exits 1 if any call fails (the others still run).\n\n" + deployLong,
 		Example: `  thingpipe rules apply deploy/rules`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -85,7 +85,7 @@ func newRulesApplyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, "also delete topic rules in AWS IoT that have no rule file")
 	return cmd
 }
 

@@ -35,6 +35,7 @@ payload that is not JSON); see testdata/messages/.`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s from %s (account %s, %s), %s from %s\n",
 				plural(len(rs), "rule"), args[0], env.Account, env.Region, plural(len(msgs), "message"), args[1])
+			fmt.Fprintln(out, "Nothing is sent: for each message, every rule that matches and what each of its actions would send where.")
 			failed := 0
 			for _, m := range msgs {
 				fmt.Fprintf(out, "\n%s: message on %s\n", m.Path, m.Topic)

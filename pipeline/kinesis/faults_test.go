@@ -2,8 +2,11 @@ package kinesis
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,27 +78,37 @@ func TestReadsSurviveExpiredIteratorsAndThrottling(t *testing.T) {
 	}
 }
 
-// LATEST skips what was in the stream before the group's first read.
+// LATEST skips what was in the stream before the group's first read, and the start point is
+// pinned in the lease: a worker dying before any checkpoint does not make its successor skip the
+// records that arrived in between (a plain LATEST again would).
 func TestStartAtLatest(t *testing.T) {
 	e := newEnv(t, 1)
 	pub := e.publisher(t)
 	publishN(t, pub, e.stream, "old", 10, 3)
-	cfg := e.subConfig("g", "w")
+	cfg := e.subConfig("g", "w1")
 	cfg.StartPosition = StartLatest
-	sub := e.subscriber(t, cfg)
-	ch, err := sub.Subscribe(context.Background(), e.stream)
+	first := e.subscriber(t, cfg)
+	if _, err := first.Subscribe(context.Background(), e.stream); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the LATEST start to be pinned", func() bool { return e.leasesOf(t, "g")["shardId-000000000000"].StartAt != "" })
+	first.abandon() // dies before reading or checkpointing anything
+	time.Sleep(50 * time.Millisecond)
+	publishN(t, pub, e.stream, "mid", 5, 3)
+
+	cfg.WorkerID = "w2"
+	second := e.subscriber(t, cfg)
+	ch, err := second.Subscribe(context.Background(), e.stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the shard to be leased", func() bool { return e.leasesOf(t, "g")["shardId-000000000000"].Owner == "w#1" })
-	time.Sleep(200 * time.Millisecond) // let the first GetShardIterator(LATEST) happen
-	publishN(t, pub, e.stream, "new", 5, 3)
 	c := newCollector()
 	go c.consume(ch, nil)
-	waitFor(t, 5*time.Second, "5 new records", func() bool { return c.distinct() == 5 })
+	waitFor(t, 10*time.Second, "the 5 records published after the pinned start", func() bool { return c.distinct() == 5 })
+	time.Sleep(200 * time.Millisecond)
 	for i := range 10 {
-		if c.count("old-"+string(rune('0'+i))) != 0 {
-			t.Fatalf("record old-%d from before LATEST delivered", i)
+		if n := c.count(fmt.Sprintf("old-%d", i)); n != 0 {
+			t.Fatalf("record old-%d from before the start delivered", i)
 		}
 	}
 }
@@ -142,4 +155,25 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	wg.Wait()
 	tr.CloseIdleConnections()
 	waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func TestSubscribeToMissingStreamFails(t *testing.T) {
+	e := newEnv(t, 1)
+	sub := e.subscriber(t, e.subConfig("g", "w"))
+	_, err := sub.Subscribe(context.Background(), "no-such-stream")
+	var rnf *types.ResourceNotFoundException
+	if !errors.As(err, &rnf) || !strings.Contains(err.Error(), "no-such-stream") {
+		t.Fatalf("err = %v, want ResourceNotFoundException naming the stream", err)
+	}
+}
+
+func TestSubscribeWithoutLeaseTableFails(t *testing.T) {
+	e := newEnv(t, 1)
+	cfg := e.subConfig("g", "w")
+	cfg.LeaseTable = "no-such-table"
+	sub := e.subscriber(t, cfg)
+	_, err := sub.Subscribe(context.Background(), e.stream)
+	if err == nil || !strings.Contains(err.Error(), "no-such-table") || !strings.Contains(err.Error(), "CreateLeaseTable") {
+		t.Fatalf("err = %v, want an error naming the table and CreateLeaseTable", err)
+	}
 }

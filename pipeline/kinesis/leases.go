@@ -22,6 +22,7 @@ const (
 	attrOwner       = "owner"
 	attrCounter     = "counter"
 	attrCheckpoint  = "checkpoint"
+	attrStartAt     = "startAt"
 )
 
 // checkpointShardEnd marks a shard read to its end with every record acked.
@@ -36,6 +37,10 @@ type lease struct {
 	Owner       string   `dynamodbav:"owner,omitempty"`
 	Counter     int64    `dynamodbav:"counter"`
 	Checkpoint  string   `dynamodbav:"checkpoint,omitempty"`
+	// StartAt is when the group began reading the shard at LATEST (RFC 3339, the first owner's
+	// clock). Owners without a checkpoint start there, so a lease moving before the first
+	// checkpoint does not skip records.
+	StartAt string `dynamodbav:"startAt,omitempty"`
 }
 
 // errLeaseLost means a conditional write found the lease owned by someone else (or changed).
@@ -177,6 +182,28 @@ func (t *leaseTable) checkpoint(ctx context.Context, shardID, me, seq string, re
 	}
 	_, err := t.update(ctx, shardID, update, expression.Name(attrOwner).Equal(expression.Value(me)), types.ReturnValueNone)
 	return err
+}
+
+// pinStart records, once per lease, the time reading from LATEST began, and returns the time
+// recorded (an earlier owner's, if there was one).
+func (t *leaseTable) pinStart(ctx context.Context, shardID, me string, now time.Time) (time.Time, error) {
+	update := expression.Set(expression.Name(attrStartAt),
+		expression.IfNotExists(expression.Name(attrStartAt), expression.Value(now.UTC().Format(time.RFC3339Nano))))
+	out, err := t.update(ctx, shardID, update, expression.Name(attrOwner).Equal(expression.Value(me)), types.ReturnValueAllNew)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var got struct {
+		StartAt string `dynamodbav:"startAt"`
+	}
+	if err := attributevalue.UnmarshalMap(out.Attributes, &got); err != nil {
+		return time.Time{}, fmt.Errorf("kinesis: lease item %s: %w", t.key(shardID), err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, got.StartAt)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("kinesis: lease item %s: startAt: %w", t.key(shardID), err)
+	}
+	return ts, nil
 }
 
 func (t *leaseTable) update(ctx context.Context, shardID string, update expression.UpdateBuilder, cond expression.ConditionBuilder, rv types.ReturnValue) (*dynamodb.UpdateItemOutput, error) {

@@ -89,9 +89,18 @@ func (r *shardReader) run(ctx context.Context) {
 		drainTimer <-chan time.Time
 		resendAt   time.Time
 		resend     *time.Timer
-		toSend     *message.Message
+		// toSend is the next delivery, built once and kept until sent or discarded.
+		toSend       *message.Message
+		toSendCancel context.CancelFunc
 	)
+	discard := func() {
+		if toSend != nil {
+			toSendCancel()
+			toSend, toSendCancel = nil, nil
+		}
+	}
 	defer func() {
+		discard()
 		if resend != nil {
 			resend.Stop()
 		}
@@ -106,8 +115,9 @@ func (r *shardReader) run(ctx context.Context) {
 		r.settleHead(log)
 		inFlight := len(r.win) - r.head
 		if r.ended && len(r.fetched) == 0 && inFlight == 0 {
-			r.finish(ctx, log, checkpointShardEnd)
-			r.reason = exitEnded
+			if r.finish(ctx, log, checkpointShardEnd) {
+				r.reason = exitEnded
+			}
 			return
 		}
 		if draining && (inFlight == 0 || r.win[r.head].msg == nil) {
@@ -134,7 +144,7 @@ func (r *shardReader) run(ctx context.Context) {
 					}
 				} else {
 					if toSend == nil {
-						toSend = r.newMessage(&r.win[r.next])
+						toSend, toSendCancel = r.newMessage(&r.win[r.next])
 					}
 					out = r.w.out
 				}
@@ -157,8 +167,8 @@ func (r *shardReader) run(ctx context.Context) {
 		select {
 		case out <- toSend:
 			e := &r.win[r.next]
-			e.msg = toSend
-			toSend = nil
+			e.msg, e.cancel = toSend, toSendCancel
+			toSend, toSendCancel = nil, nil
 			r.next++
 		case <-acked:
 		case <-nacked:
@@ -180,7 +190,8 @@ func (r *shardReader) run(ctx context.Context) {
 			if !draining {
 				draining = true
 				drainTimer = time.After(cfg.DrainTimeout)
-				r.dropUnsent(&toSend)
+				discard()
+				r.dropUnsent()
 			}
 		case <-drainTimer:
 			log.Warn("kinesis: drain timed out with messages in flight", "in_flight", len(r.win)-r.head)
@@ -202,7 +213,8 @@ func (r *shardReader) run(ctx context.Context) {
 			nackScanDue = false
 		}
 		if k >= 0 {
-			r.rewind(k, &toSend)
+			discard()
+			r.rewind(k)
 			resendAt = time.Now().Add(cfg.NackResendDelay)
 			if resend != nil {
 				resend.Stop()
@@ -264,8 +276,7 @@ func (r *shardReader) settleHead(log interface{ Debug(string, ...any) }) {
 
 // rewind withdraws the nacked delivery at window index k and every later delivery not yet acked,
 // so they are delivered again in order. Deliveries before k stay in flight.
-func (r *shardReader) rewind(k int, toSend **message.Message) {
-	*toSend = nil
+func (r *shardReader) rewind(k int) {
 	for i := k; i < r.next; i++ {
 		e := &r.win[i]
 		if e.acked || e.msg == nil {
@@ -287,8 +298,10 @@ func (r *shardReader) rewind(k int, toSend **message.Message) {
 
 // dropUnsent forgets records not delivered yet, for a graceful stop: the next owner reads them
 // again from the checkpoint.
-func (r *shardReader) dropUnsent(toSend **message.Message) {
-	*toSend = nil
+func (r *shardReader) dropUnsent() {
+	if len(r.fetched) > 0 || r.next < len(r.win) {
+		r.ended = false // records of this shard are left unread: it must not be marked SHARD_END
+	}
 	clear(r.fetched)
 	r.fetched = r.fetched[:0]
 	for i := r.next; i < len(r.win); i++ {
@@ -300,7 +313,9 @@ func (r *shardReader) dropUnsent(toSend **message.Message) {
 	r.win = r.win[:r.next]
 }
 
-func (r *shardReader) newMessage(e *entry) *message.Message {
+// newMessage builds a delivery of e with a context of its own, cancelled once the delivery is
+// settled or withdrawn.
+func (r *shardReader) newMessage(e *entry) (*message.Message, context.CancelFunc) {
 	msg := message.NewMessage(e.uuid, e.payload)
 	for k, v := range e.meta {
 		msg.Metadata[k] = v
@@ -314,8 +329,7 @@ func (r *shardReader) newMessage(e *entry) *message.Message {
 	}
 	ctx, cancel := context.WithCancel(r.w.msgCtx)
 	msg.SetContext(ctx)
-	e.cancel = cancel
-	return msg
+	return msg, cancel
 }
 
 // fetch makes one GetRecords call (getting an iterator first if needed) and returns how long to
@@ -337,6 +351,16 @@ func (r *shardReader) fetch(ctx context.Context, log interface {
 			in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(r.readPos)
 		case r.hasParents:
 			in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+		case cfg.StartPosition == StartLatest:
+			// LATEST is pinned to a time in the lease, so a later owner starts from the same point.
+			ts, err := r.w.table.pinStart(ctx, r.shardID, r.w.id, time.Now())
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("kinesis: recording the LATEST start time failed", "error", err)
+				}
+				return grow()
+			}
+			in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, &ts
 		default:
 			in.ShardIteratorType = types.ShardIteratorType(cfg.StartPosition)
 		}
@@ -415,20 +439,21 @@ func (r *shardReader) writeCheckpoint(ctx context.Context, seq string, release b
 	return nil
 }
 
-// finish writes the final checkpoint and releases the lease, retrying transient errors a few times.
+// finish writes the final checkpoint and releases the lease, retrying transient errors a few
+// times. It reports whether the write succeeded.
 func (r *shardReader) finish(ctx context.Context, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
-}, seq string) {
+}, seq string) bool {
 	for attempt := 1; attempt <= 5; attempt++ {
 		err := r.writeCheckpoint(ctx, seq, true)
 		if err == nil {
 			log.Info("kinesis: shard released", "worker", r.w.id, "checkpoint", seq)
-			return
+			return true
 		}
 		if errors.Is(err, errLeaseLost) {
 			r.reason = exitLost
-			return
+			return false
 		}
 		log.Warn("kinesis: final checkpoint failed", "error", err, "attempt", attempt)
 		if sleepCtx(ctx, backoff(100*time.Millisecond, time.Second, attempt)) != nil {
@@ -436,4 +461,5 @@ func (r *shardReader) finish(ctx context.Context, log interface {
 		}
 	}
 	r.reason = exitLost
+	return false
 }

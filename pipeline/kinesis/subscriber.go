@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 // Subscriber is a watermill message.Subscriber reading a Kinesis stream (the topic) as one member
@@ -61,6 +63,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err := s.ensureTable(ctx); err != nil {
 		return nil, err
 	}
+	// A missing stream (or missing permissions) fails here, not in a log line later.
+	shards, err := listShards(ctx, s.cfg.Kinesis, topic)
+	if err != nil {
+		return nil, fmt.Errorf("kinesis: subscribing to %s: %w", topic, err)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -74,13 +81,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	w := newWorker(s, id, topic)
 	go func() {
 		defer s.workers.Done()
-		w.run(ctx)
+		w.run(ctx, shards)
 	}()
 	return w.out, nil
 }
 
 // SubscribeInitialize creates the stream (when CreateStream is set) and the lease table (when
-// CreateLeaseTable is set).
+// CreateLeaseTable is set; else it checks the table exists).
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	ctx := context.Background()
 	if s.cfg.CreateStream {
@@ -91,17 +98,20 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	return s.ensureTable(ctx)
 }
 
+// ensureTable creates the lease table when configured to, else checks once that it exists, so a
+// missing table fails Subscribe rather than every later lease scan.
 func (s *Subscriber) ensureTable(ctx context.Context) error {
-	if !s.cfg.CreateLeaseTable {
-		return nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tableExists {
 		return nil
 	}
-	if err := ensureLeaseTable(ctx, s.cfg.DynamoDB, s.cfg.LeaseTable); err != nil {
-		return err
+	if s.cfg.CreateLeaseTable {
+		if err := ensureLeaseTable(ctx, s.cfg.DynamoDB, s.cfg.LeaseTable); err != nil {
+			return err
+		}
+	} else if _, err := s.cfg.DynamoDB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.LeaseTable)}); err != nil {
+		return fmt.Errorf("kinesis: lease table %s (set CreateLeaseTable to create it): %w", s.cfg.LeaseTable, err)
 	}
 	s.tableExists = true
 	return nil

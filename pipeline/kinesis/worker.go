@@ -66,7 +66,7 @@ func newWorker(s *Subscriber, id, stream string) *worker {
 	return w
 }
 
-func (w *worker) run(subCtx context.Context) {
+func (w *worker) run(subCtx context.Context, shards []types.Shard) {
 	// AWS calls use their own context so a graceful stop can still write checkpoints and releases.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(subCtx))
 	defer func() {
@@ -83,7 +83,7 @@ func (w *worker) run(subCtx context.Context) {
 	syncT := time.NewTicker(w.cfg.ShardSyncInterval)
 	defer syncT.Stop()
 
-	w.syncShards(ctx)
+	w.createLeases(ctx, shards)
 	w.balance(ctx)
 	for {
 		select {
@@ -192,6 +192,10 @@ func (w *worker) syncShards(ctx context.Context) {
 		w.log.Warn("kinesis: listing shards failed", "error", err)
 		return
 	}
+	w.createLeases(ctx, shards)
+}
+
+func (w *worker) createLeases(ctx context.Context, shards []types.Shard) {
 	for _, sh := range shards {
 		id := aws.ToString(sh.ShardId)
 		if w.knownShards[id] {

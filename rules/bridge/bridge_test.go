@@ -398,3 +398,61 @@ func TestItem(t *testing.T) {
 		t.Errorf("number: %s", n)
 	}
 }
+
+// Handle is safe for concurrent use: many messages at once all arrive, once each.
+func TestConcurrentHandle(t *testing.T) {
+	cfg := awstest.Config(t)
+	sq := sqs.NewFromConfig(cfg)
+	name := awstest.Name(t, "conc")
+	url := createQueue(t, sq, name)
+	dir := t.TempDir()
+	writeRule(t, dir, "r", fmt.Sprintf(`
+name: concurrent
+sql: SELECT n FROM 'conc/+'
+actions:
+  - sqs: {queueUrl: "https://sqs.{{region}}.{{urlSuffix}}/{{account}}/%s", roleArn: r}
+`, name))
+	rs, err := rules.LoadRules(dir, rules.LocalEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{AWS: cfg, Rules: rs, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := b.Handle(context.Background(), &iotsql.Message{Topic: "conc/x", Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
+			if len(res) != 1 || len(res[0].Failures) != 0 {
+				t.Errorf("message %d: %+v", i, res)
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for len(seen) < n {
+		out, err := sq.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			if seen[aws.ToString(m.Body)] {
+				t.Errorf("duplicate %s", aws.ToString(m.Body))
+			}
+			seen[aws.ToString(m.Body)] = true
+			if _, err := sq.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct messages arrived, want %d", len(seen), n)
+	}
+}
