@@ -84,9 +84,10 @@ type ResourcesConfig struct {
 	// BindingsUserIndex is the bindings table's index on userId.
 	BindingsUserIndex string `json:"bindings_user_index"`
 	AlertsTable       string `json:"alerts_table"`
-	EventsTopic       string `json:"events_topic"`
-	AlertsTopic       string `json:"alerts_topic"`
-	ArchiveBucket     string `json:"archive_bucket"`
+	// The topics take a name or an ARN (an ARN spares an sns:ListTopics lookup).
+	EventsTopic   string `json:"events_topic"`
+	AlertsTopic   string `json:"alerts_topic"`
+	ArchiveBucket string `json:"archive_bucket"`
 }
 
 // SQSConfig configures the SQS subscribers of the provisioning and binding stages.
