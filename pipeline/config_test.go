@@ -335,3 +335,24 @@ func TestRedeliverySpan(t *testing.T) {
 		}
 	}
 }
+
+// Any value in any THINGPIPE_ variable gives a config or an error naming the key; never a panic.
+func FuzzEnvOverride(f *testing.F) {
+	keys := leafKeys(reflect.TypeFor[Config](), "")
+	f.Add(0, "alerting,archival")
+	f.Add(3, "1m")
+	f.Add(len(keys)-1, "[{")
+	f.Add(7, `[{"name":"x","threshold":"1"}]`)
+	f.Fuzz(func(t *testing.T, i int, value string) {
+		key := keys[uint(i)%uint(len(keys))]
+		cfg, err := applyEnv(Default(), []string{EnvName(key) + "=" + value})
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.HasPrefix(fe.Key, key) {
+				t.Fatalf("error %v does not name key %s", err, key)
+			}
+			return
+		}
+		_ = cfg.withDefaults().Validate()
+	})
+}
