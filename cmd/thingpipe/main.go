@@ -38,6 +38,7 @@ AWS IoT unchanged.`,
 	}
 	root.AddCommand(newRulesCmd())
 	root.AddCommand(newRunCmd())
+	root.AddCommand(newLocalCmd())
 	root.AddCommand(newSimulateCmd())
 	return root
 }

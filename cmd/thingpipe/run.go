@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/thingpipe/thingpipe/pipeline"
 	"github.com/thingpipe/thingpipe/pipeline/kinesis"
@@ -100,25 +101,11 @@ func run(ctx context.Context, cfg pipeline.Config, logw io.Writer, ready func(ad
 		}
 	}()
 
-	c := newClients(awsCfg)
-	dlq, err := tpsqs.NewPublisher(tpsqs.PublisherConfig{Client: c.sqs, Logger: log})
+	p, closePipeline, err := buildPipeline(ctx, cfg, awsCfg, log, metrics, health, tp)
 	if err != nil {
 		return err
 	}
-	defer dlq.Close()
-
-	b := &builder{cfg: cfg, log: log, c: c, metrics: metrics, health: health, dlq: dlq}
-	stages, err := b.stages(ctx)
-	if err != nil {
-		return err
-	}
-	p, err := pipeline.New(pipeline.Options{
-		Logger: log, Metrics: metrics, Health: health, TracerProvider: tp,
-		ShutdownTimeout: cfg.ShutdownTimeout.D(),
-	}, stages...)
-	if err != nil {
-		return err
-	}
+	defer closePipeline()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -144,6 +131,33 @@ func run(ctx context.Context, cfg pipeline.Config, logw io.Writer, ready func(ad
 		runErr = errors.Join(runErr, fmt.Errorf("http server: %w", err))
 	}
 	return runErr
+}
+
+// buildPipeline assembles the configured stages on awsCfg. thingpipe run and thingpipe local both
+// use it, so the local stack runs exactly the production wiring. The returned func releases what it
+// opened; call it once the pipeline has stopped.
+func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, log *slog.Logger,
+	metrics *pipeline.Metrics, health *pipeline.Health, tp trace.TracerProvider) (*pipeline.Pipeline, func(), error) {
+	c := newClients(awsCfg)
+	dlq, err := tpsqs.NewPublisher(tpsqs.PublisherConfig{Client: c.sqs, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &builder{cfg: cfg, log: log, c: c, metrics: metrics, health: health, dlq: dlq}
+	stages, err := b.stages(ctx)
+	if err != nil {
+		dlq.Close()
+		return nil, nil, err
+	}
+	p, err := pipeline.New(pipeline.Options{
+		Logger: log, Metrics: metrics, Health: health, TracerProvider: tp,
+		ShutdownTimeout: cfg.ShutdownTimeout.D(),
+	}, stages...)
+	if err != nil {
+		dlq.Close()
+		return nil, nil, err
+	}
+	return p, func() { dlq.Close() }, nil
 }
 
 type clients struct {
