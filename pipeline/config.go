@@ -84,9 +84,10 @@ type ResourcesConfig struct {
 	// BindingsUserIndex is the bindings table's index on userId.
 	BindingsUserIndex string `json:"bindings_user_index"`
 	AlertsTable       string `json:"alerts_table"`
-	EventsTopic       string `json:"events_topic"`
-	AlertsTopic       string `json:"alerts_topic"`
-	ArchiveBucket     string `json:"archive_bucket"`
+	// The topics take a name or an ARN (an ARN spares an sns:ListTopics lookup).
+	EventsTopic   string `json:"events_topic"`
+	AlertsTopic   string `json:"alerts_topic"`
+	ArchiveBucket string `json:"archive_bucket"`
 }
 
 // SQSConfig configures the SQS subscribers of the provisioning and binding stages.
@@ -448,6 +449,14 @@ func (c Config) Validate() error {
 		v.stage(name, sc)
 	}
 	v.positiveDuration("binding.activation_deadline", c.Binding.ActivationDeadline)
+	if b := c.Binding; b.OnRetriesExhausted == ExhaustedNack && b.MaxReceives > 0 && c.SQS.NackBackoffInitial > 0 {
+		// A request for a device not ACTIVE yet is nacked again and again; if SQS's redeliveries run
+		// out before the deadline, it is dead-lettered instead of rejected with binding.rejected.
+		if span := redeliverySpan(b.MaxReceives, c.SQS.NackBackoffInitial.D(), c.SQS.NackBackoffMax.D()); span < b.ActivationDeadline.D() {
+			v.add("binding.max_receives", "%d receives with the SQS nack backoff span only about %s, less than binding.activation_deadline (%s): requests would be dead-lettered instead of rejected; raise it or sqs.nack_backoff_max",
+				b.MaxReceives, span, b.ActivationDeadline)
+		}
+	}
 
 	names := map[string]int{}
 	for i, p := range c.Alerting.Policies {
@@ -605,4 +614,18 @@ func validMetricPath(s string) bool {
 		}
 	}
 	return true
+}
+
+// redeliverySpan is the least time SQS takes to deliver a message maxReceives+1 times when every
+// delivery is nacked: the sum of the nack backoffs initial × 2^(n−1), each capped at limit.
+func redeliverySpan(maxReceives int, initial, limit time.Duration) time.Duration {
+	var total time.Duration
+	wait := initial
+	for range maxReceives {
+		total += min(wait, limit)
+		if wait < limit {
+			wait *= 2
+		}
+	}
+	return total
 }

@@ -198,6 +198,7 @@ resources: {archive_bucket: ""}
 			"THINGPIPE_ALERTING__POLICIES=[{",
 		}},
 		{"empty-stages", "stages: []\n", nil},
+		{"binding-receives-before-deadline", "binding:\n  max_receives: 4\n  activation_deadline: 10m\n", nil},
 		{"yaml-syntax", "log:\n  level: [info\n", nil},
 	}
 	for _, tt := range tests {
@@ -316,4 +317,42 @@ func TestDefaultsMatchDeployNames(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults differ from deploy's resource names (-deploy +default):\n%s", diff)
 	}
+}
+
+func TestRedeliverySpan(t *testing.T) {
+	for _, tt := range []struct {
+		n            int
+		initial, max time.Duration
+		want         time.Duration
+	}{
+		{1, time.Second, time.Minute, time.Second},
+		{4, time.Second, time.Minute, 15 * time.Second},
+		{20, time.Second, time.Minute, (1 + 2 + 4 + 8 + 16 + 32 + 14*60) * time.Second},
+		{3, 10 * time.Second, 15 * time.Second, 40 * time.Second},
+	} {
+		if got := redeliverySpan(tt.n, tt.initial, tt.max); got != tt.want {
+			t.Errorf("redeliverySpan(%d, %s, %s) = %s, want %s", tt.n, tt.initial, tt.max, got, tt.want)
+		}
+	}
+}
+
+// Any value in any THINGPIPE_ variable gives a config or an error naming the key; never a panic.
+func FuzzEnvOverride(f *testing.F) {
+	keys := leafKeys(reflect.TypeFor[Config](), "")
+	f.Add(0, "alerting,archival")
+	f.Add(3, "1m")
+	f.Add(len(keys)-1, "[{")
+	f.Add(7, `[{"name":"x","threshold":"1"}]`)
+	f.Fuzz(func(t *testing.T, i int, value string) {
+		key := keys[uint(i)%uint(len(keys))]
+		cfg, err := applyEnv(Default(), []string{EnvName(key) + "=" + value})
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.HasPrefix(fe.Key, key) {
+				t.Fatalf("error %v does not name key %s", err, key)
+			}
+			return
+		}
+		_ = cfg.withDefaults().Validate()
+	})
 }

@@ -28,7 +28,7 @@ type Health struct {
 	metrics       *Metrics
 
 	mu       sync.Mutex
-	stages   map[string]bool
+	stages   map[string]string // stage → running, not running, stopping
 	degraded map[string]problem
 	checks   []check
 
@@ -82,7 +82,7 @@ func NewHealth(opts HealthOptions) *Health {
 		checkInterval: opts.CheckInterval,
 		checkTimeout:  opts.CheckTimeout,
 		metrics:       opts.Metrics,
-		stages:        map[string]bool{},
+		stages:        map[string]string{},
 		degraded:      map[string]problem{},
 	}
 }
@@ -92,14 +92,32 @@ func (h *Health) ExpectStage(stage string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.stages[stage]; !ok {
-		h.stages[stage] = false
+		h.stages[stage] = stageNotRunning
 	}
 }
 
+// Stage states in /readyz.
+const (
+	stageRunning    = "running"
+	stageNotRunning = "not running"
+	stageStopping   = "stopping"
+)
+
 // SetRunning records whether a stage's router is running.
 func (h *Health) SetRunning(stage string, running bool) {
+	state := stageNotRunning
+	if running {
+		state = stageRunning
+	}
 	h.mu.Lock()
-	h.stages[stage] = running
+	h.stages[stage] = state
+	h.mu.Unlock()
+}
+
+// SetStopping records that a stage is shutting down (it is no longer ready).
+func (h *Health) SetStopping(stage string) {
+	h.mu.Lock()
+	h.stages[stage] = stageStopping
 	h.mu.Unlock()
 }
 
@@ -158,11 +176,9 @@ func (h *Health) Readiness(ctx context.Context) Readiness {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := Readiness{Ready: true, Stages: map[string]string{}}
-	for s, running := range h.stages {
-		if running {
-			r.Stages[s] = "running"
-		} else {
-			r.Stages[s] = "not running"
+	for s, state := range h.stages {
+		r.Stages[s] = state
+		if state != stageRunning {
 			r.Ready = false
 		}
 	}

@@ -146,6 +146,9 @@ func (r *stageRunner) observe(h message.HandlerFunc) message.HandlerFunc {
 	acked := r.metrics.acked.WithLabelValues(stage)
 	nacked := r.metrics.nacked.WithLabelValues(stage)
 	inFlight := r.metrics.inFlight.WithLabelValues(stage)
+	ackedTime := r.metrics.duration.WithLabelValues(stage, outcomeAcked)
+	nackedTime := r.metrics.duration.WithLabelValues(stage, outcomeNacked)
+	deadTime := r.metrics.duration.WithLabelValues(stage, outcomeDeadLettered)
 	return func(msg *message.Message) ([]*message.Message, error) {
 		start := time.Now()
 		received.Inc()
@@ -163,14 +166,14 @@ func (r *stageRunner) observe(h message.HandlerFunc) message.HandlerFunc {
 		case err != nil:
 			level = slog.LevelWarn
 			nacked.Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeNacked).Observe(d.Seconds())
+			nackedTime.Observe(d.Seconds())
 		case o.kind != "":
 			level = slog.LevelError
 			r.metrics.deadLettered.WithLabelValues(stage, o.kind).Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeDeadLettered).Observe(d.Seconds())
+			deadTime.Observe(d.Seconds())
 		default:
 			acked.Inc()
-			r.metrics.duration.WithLabelValues(stage, outcomeAcked).Observe(d.Seconds())
+			ackedTime.Observe(d.Seconds())
 		}
 		if !r.log.Enabled(ctx, level) { // skip building attributes for a disabled level (the hot path)
 			return out, err

@@ -124,7 +124,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		wg.Go(func() {
 			select {
 			case <-r.router.Running():
-				p.setRunning(r.stage.Name, true)
+				r.setState(stageRunning)
 				p.log.Info("stage running", slog.String("stage", r.stage.Name), slog.String("topic", r.stage.Topic),
 					slog.Int("concurrency", r.stage.Concurrency))
 			case <-r.exited:
@@ -137,7 +137,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		p.log.Info("shutting down", slog.Duration("timeout", p.opts.ShutdownTimeout))
 	case e := <-exits:
-		p.setRunning(e.r.stage.Name, false)
+		e.r.setState(stageNotRunning)
 		if err := errors.Join(e.err, e.r.gate.subscribeErr()); err != nil {
 			runErr = fmt.Errorf("pipeline: stage %s: %w", e.r.stage.Name, err)
 		} else {
@@ -147,6 +147,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		exits <- e // keep the count for the drain below
 	}
 
+	for _, r := range runners {
+		r.setState(stageStopping)
+	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), p.opts.ShutdownTimeout)
 	defer cancelShutdown()
 	shutdownErrs := make([]error, len(runners))
@@ -158,7 +161,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cancelHard()
 	for range runners {
 		e := <-exits
-		p.setRunning(e.r.stage.Name, false)
+		e.r.setState(stageNotRunning)
 	}
 	wg.Wait()
 
@@ -171,9 +174,28 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return err
 }
 
-func (p *Pipeline) setRunning(stage string, up bool) {
-	p.opts.Health.SetRunning(stage, up)
-	p.opts.Metrics.setStageUp(stage, up)
+// setState moves the stage's reported state forward only: running → stopping → not running. A late
+// "running" (its goroutine scheduled after shutdown began) never overrides stopping or stopped.
+func (r *stageRunner) setState(state string) {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	rank := map[string]int{"": 0, stageRunning: 1, stageStopping: 2, stageNotRunning: 3}
+	if rank[state] <= rank[r.state] {
+		return
+	}
+	if state == stageStopping && r.state == "" {
+		return // never ran: it stays "not running"
+	}
+	r.state = state
+	switch state {
+	case stageRunning:
+		r.health.SetRunning(r.stage.Name, true)
+	case stageStopping:
+		r.health.SetStopping(r.stage.Name)
+	default:
+		r.health.SetRunning(r.stage.Name, false)
+	}
+	r.metrics.setStageUp(r.stage.Name, state == stageRunning)
 }
 
 // stageRunner is one stage's router and the state its middleware shares.
@@ -187,6 +209,10 @@ type stageRunner struct {
 	hardStop context.Context
 	stopping chan struct{} // closed when shutdown starts
 	exited   chan struct{} // closed when router.Run returned
+	health   *Health
+
+	stateMu sync.Mutex
+	state   string // what setState last reported
 }
 
 func (p *Pipeline) newStageRunner(s Stage, hardStop context.Context) (*stageRunner, error) {
@@ -211,6 +237,7 @@ func (p *Pipeline) newStageRunner(s Stage, hardStop context.Context) (*stageRunn
 		hardStop: hardStop,
 		stopping: make(chan struct{}),
 		exited:   make(chan struct{}),
+		health:   p.opts.Health,
 	}
 	router.AddMiddleware(r.middlewares()...)
 	for i := range s.Concurrency {

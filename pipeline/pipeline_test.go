@@ -74,6 +74,9 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	eventually(t, "drain", func() bool { return len(j.get()) == 2 })
+	if r := f.health.Readiness(context.Background()); r.Ready || r.Stages[stageName] != "stopping" {
+		t.Errorf("readiness while draining = %+v, want not ready, stage stopping", r)
+	}
 	close(release)
 	select {
 	case err := <-f.done:
