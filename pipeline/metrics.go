@@ -31,11 +31,16 @@ type Metrics struct {
 	awsErrors   *prometheus.CounterVec
 }
 
-// Outcome labels of the handler duration histogram.
+// Outcomes of one delivery: labels of the handler duration histogram, and what Options.OnOutcome is
+// told.
 const (
-	outcomeAcked        = "acked"
-	outcomeNacked       = "nacked"
-	outcomeDeadLettered = "dead_lettered"
+	OutcomeAcked        = "acked"
+	OutcomeNacked       = "nacked"
+	OutcomeDeadLettered = "dead_lettered"
+
+	outcomeAcked        = OutcomeAcked
+	outcomeNacked       = OutcomeNacked
+	outcomeDeadLettered = OutcomeDeadLettered
 )
 
 // NewMetrics creates the collectors and registers them, with the Go runtime and process collectors,

@@ -162,18 +162,24 @@ func (r *stageRunner) observe(h message.HandlerFunc) message.HandlerFunc {
 		d := time.Since(start)
 		ctx := msg.Context()
 		level := slog.LevelDebug
+		result := OutcomeAcked
 		switch {
 		case err != nil:
 			level = slog.LevelWarn
+			result = OutcomeNacked
 			nacked.Inc()
 			nackedTime.Observe(d.Seconds())
 		case o.kind != "":
 			level = slog.LevelError
+			result = OutcomeDeadLettered
 			r.metrics.deadLettered.WithLabelValues(stage, o.kind).Inc()
 			deadTime.Observe(d.Seconds())
 		default:
 			acked.Inc()
 			ackedTime.Observe(d.Seconds())
+		}
+		if r.onOutcome != nil {
+			r.onOutcome(stage, msg, result)
 		}
 		if !r.log.Enabled(ctx, level) { // skip building attributes for a disabled level (the hot path)
 			return out, err

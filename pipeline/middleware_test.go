@@ -363,3 +363,48 @@ func TestLongReasonIsTruncatedAndMetadataStaysWithinSQSLimit(t *testing.T) {
 		t.Errorf("dead-letter message has %d metadata keys; SQS allows %d attributes, one of them the UUID: %v", n, sqs.MaxAttributes, dl.Metadata)
 	}
 }
+
+func TestOnOutcomeSeesEveryDeliveryOnce(t *testing.T) {
+	checkNoLeaks(t)
+	var flaky atomic.Int32
+	var mu sync.Mutex
+	got := map[string][]string{}
+	f := newFixture(t, func(msg *message.Message) error {
+		switch string(msg.Payload) {
+		case "bad":
+			return badPayload{field: "thingName"}
+		case "flaky":
+			if flaky.Add(1) == 1 {
+				return errors.New("sqs: throttled") // nacked, then redelivered and acked
+			}
+		}
+		return nil
+	}, func(s *Stage, o *Options) {
+		s.Failure.Retry.MaxRetries = 0
+		s.Failure.NackOnExhausted = true
+		o.OnOutcome = func(stage string, msg *message.Message, outcome string) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[stage+" "+string(msg.Payload)] = append(got[stage+" "+string(msg.Payload)], outcome)
+		}
+	})
+	f.start()
+	for _, p := range []string{"ok", "bad", "flaky"} {
+		f.publish(p, nil)
+	}
+	f.nextDLQ()
+	f.waitCounts(KindPermanent, counts{Received: 4, Acked: 2, Nacked: 1, DeadLettered: 1})
+	if err := f.stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		stageName + " ok":    {OutcomeAcked},
+		stageName + " bad":   {OutcomeDeadLettered},
+		stageName + " flaky": {OutcomeNacked, OutcomeAcked},
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+}

@@ -24,6 +24,11 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// ShutdownTimeout bounds everything shutdown does (default 30s).
 	ShutdownTimeout time.Duration
+	// OnOutcome, if set, is called once per delivery when its outcome is known (OutcomeAcked,
+	// OutcomeNacked or OutcomeDeadLettered), before the source is acked or nacked. It runs on the
+	// handler's goroutine, so it must be quick and safe for concurrent use; it must not keep msg.
+	// thingpipe bench uses it to measure end-to-end latency.
+	OnOutcome func(stage string, msg *message.Message, outcome string)
 }
 
 // Pipeline runs a set of stages, each in its own watermill router, until its context ends.
@@ -200,16 +205,17 @@ func (r *stageRunner) setState(state string) {
 
 // stageRunner is one stage's router and the state its middleware shares.
 type stageRunner struct {
-	stage    Stage
-	router   *message.Router
-	gate     *gate
-	log      *slog.Logger
-	metrics  *Metrics
-	tracer   trace.Tracer
-	hardStop context.Context
-	stopping chan struct{} // closed when shutdown starts
-	exited   chan struct{} // closed when router.Run returned
-	health   *Health
+	stage     Stage
+	router    *message.Router
+	gate      *gate
+	log       *slog.Logger
+	metrics   *Metrics
+	tracer    trace.Tracer
+	hardStop  context.Context
+	stopping  chan struct{} // closed when shutdown starts
+	exited    chan struct{} // closed when router.Run returned
+	health    *Health
+	onOutcome func(stage string, msg *message.Message, outcome string) // nil: none
 
 	stateMu sync.Mutex
 	state   string // what setState last reported
@@ -228,16 +234,17 @@ func (p *Pipeline) newStageRunner(s Stage, hardStop context.Context) (*stageRunn
 		return nil, fmt.Errorf("pipeline: stage %s: %w", s.Name, err)
 	}
 	r := &stageRunner{
-		stage:    s,
-		router:   router,
-		gate:     newGate(s.Subscriber, hardStop),
-		log:      log,
-		metrics:  p.opts.Metrics,
-		tracer:   p.opts.TracerProvider.Tracer("github.com/thingpipe/thingpipe/pipeline"),
-		hardStop: hardStop,
-		stopping: make(chan struct{}),
-		exited:   make(chan struct{}),
-		health:   p.opts.Health,
+		stage:     s,
+		router:    router,
+		gate:      newGate(s.Subscriber, hardStop),
+		log:       log,
+		metrics:   p.opts.Metrics,
+		tracer:    p.opts.TracerProvider.Tracer("github.com/thingpipe/thingpipe/pipeline"),
+		hardStop:  hardStop,
+		stopping:  make(chan struct{}),
+		exited:    make(chan struct{}),
+		health:    p.opts.Health,
+		onOutcome: p.opts.OnOutcome,
 	}
 	router.AddMiddleware(r.middlewares()...)
 	for i := range s.Concurrency {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
@@ -102,20 +103,72 @@ type localStack struct {
 	unrouted atomic.Int64 // messages no rule matched
 	failed   atomic.Int64 // rule actions that failed (their errorAction ran)
 	inbox    *inbox       // stands in for the operators' email subscription
+	hooks    localHooks
+
+	// What startLocal opened: stop and close release it.
+	httpSrv  *http.Server
+	moto     *moto.Server // nil with --aws-endpoint
+	awsCfg   aws.Config   // instrumented: every call is counted in calls
+	outputs  deploy.Outputs
+	pipeCfg  pipeline.Config
+	stages   *runningStages
+	bg       sync.WaitGroup // registry watcher and simulator
+	cancelBG context.CancelFunc
+}
+
+// localHooks let thingpipe bench observe the stack; nil fields observe nothing.
+type localHooks struct {
+	// onRoute is called for every MQTT message after the rules bridge handled it.
+	onRoute func(m broker.Message, routed bool)
+	// onOutcome is pipeline.Options.OnOutcome.
+	onOutcome func(stage string, msg *message.Message, outcome string)
 }
 
 func runLocal(ctx context.Context, stdout, stderr io.Writer, f localFlags) error {
-	if f.devices < 0 {
-		return withCode(2, fmt.Errorf("--devices must be 0 or more"))
-	}
 	if f.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
+	s, err := startLocal(ctx, stderr, f, localHooks{})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	sim, _, err := s.startSimulator(ctx, f)
+	if err != nil {
+		_ = s.stop()
+		return err
+	}
+
+	started := time.Now()
+	fmt.Fprintf(stdout, "thingpipe local is up: MQTT on %s, health on http://%s/readyz, %d simulated devices. Ctrl-C stops.\n"+
+		"Alert emails land in the SQS queue %s (moto sends no email).\n",
+		s.broker.Addr(), s.httpSrv.Addr, f.devices, s.inbox.url)
+	s.showProgress(ctx, stderr, f.progress, sim, started)
+
+	s.log.Info("shutting down")
+	err = s.stop()
+	s.writeSummary(context.Background(), stdout, sim, time.Since(started))
+	return err
+}
+
+// startLocal starts everything but the simulated fleet: the emulator (unless --aws-endpoint), the
+// stack, the rules, the rules bridge, the stages and the broker. On error, what it started is
+// released. Otherwise call stop, then close.
+func startLocal(ctx context.Context, stderr io.Writer, f localFlags, hooks localHooks) (_ *localStack, err error) {
+	if f.devices < 0 {
+		return nil, withCode(2, fmt.Errorf("--devices must be 0 or more"))
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := &localStack{log: log, calls: apicalls.New(), metrics: pipeline.NewMetrics()}
+	s := &localStack{log: log, calls: apicalls.New(), metrics: pipeline.NewMetrics(), hooks: hooks}
 	s.health = pipeline.NewHealth(pipeline.HealthOptions{Metrics: s.metrics, CheckInterval: 2 * time.Second})
+	defer func() {
+		if err != nil {
+			_ = s.stop()
+			s.close()
+		}
+	}()
 
 	// /readyz says "not ready" until every part is up; the health server comes first so a supervisor
 	// sees that rather than "connection refused".
@@ -126,19 +179,18 @@ func runLocal(ctx context.Context, stdout, stderr io.Writer, f localFlags) error
 		}
 		return nil
 	})
-	httpSrv, err := serveHTTP(f.httpAddr, pipeline.NewMux(s.metrics, s.health), log)
+	s.httpSrv, err = serveHTTP(f.httpAddr, pipeline.NewMux(s.metrics, s.health), log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer shutdownHTTP(httpSrv)
 
 	if f.awsEndpoint == "" {
 		log.Info("starting moto's server (the local AWS emulator)")
 		srv, err := moto.Start()
 		if err != nil {
-			return fmt.Errorf("starting the AWS emulator (or pass --aws-endpoint): %w", err)
+			return nil, fmt.Errorf("starting the AWS emulator (or pass --aws-endpoint): %w", err)
 		}
-		defer srv.Stop()
+		s.moto = srv
 		srv.ExportEnv()
 		log.Info("AWS emulator up", "endpoint", srv.Endpoint)
 	} else {
@@ -146,28 +198,29 @@ func runLocal(ctx context.Context, stdout, stderr io.Writer, f localFlags) error
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return fmt.Errorf("loading AWS configuration: %w", err)
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	s.calls.Instrument(&awsCfg)
 	pipeline.ReportAWSErrors(&awsCfg, s.health)
+	s.awsCfg = awsCfg
 
 	log.Info("deploying the CloudFormation stack")
-	outputs, err := deploy.Deploy(ctx, awsCfg, deploy.Options{PollInterval: 500 * time.Millisecond, Logger: log})
+	s.outputs, err = deploy.Deploy(ctx, awsCfg, deploy.Options{PollInterval: 500 * time.Millisecond, Logger: log})
 	if err != nil {
-		return fmt.Errorf("deploying the stack: %w", err)
+		return nil, fmt.Errorf("deploying the stack: %w", err)
 	}
 	resolved, err := applyLocalRules(ctx, awsCfg, f.rulesDir, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.inbox, err = subscribeInbox(ctx, awsCfg, outputs.AlertsTopicARN)
+	s.inbox, err = subscribeInbox(ctx, awsCfg, s.outputs.AlertsTopicARN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	pipeCfg, err := localPipelineConfig(f.configFile, outputs)
+	s.pipeCfg, err = localPipelineConfig(f.configFile, s.outputs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// The broker hands messages to the bridge, and the bridge republishes through the broker.
@@ -177,25 +230,22 @@ func runLocal(ctx context.Context, stdout, stderr io.Writer, f localFlags) error
 	})
 	s.bridge, err = bridge.New(bridge.Config{AWS: awsCfg, Rules: resolved, Republisher: republisher, Logger: log})
 	if err != nil {
-		return fmt.Errorf("starting the rules bridge: %w", err)
+		return nil, fmt.Errorf("starting the rules bridge: %w", err)
 	}
 	brk, err = broker.New(broker.Config{Addr: f.mqttAddr, Logger: log, AccountID: moto.AccountID, Sink: broker.SinkFunc(s.route)})
 	if err != nil {
-		return fmt.Errorf("configuring the MQTT broker: %w", err)
+		return nil, fmt.Errorf("configuring the MQTT broker: %w", err)
 	}
-	s.broker = brk
 
-	stages, err := startStages(ctx, awsCfg, pipeCfg, s.metrics, s.health, log)
+	s.stages, err = startStages(ctx, awsCfg, s.pipeCfg, s.metrics, s.health, log, hooks.onOutcome)
 	if err != nil {
-		return fmt.Errorf("starting the stages: %w", err)
+		return nil, fmt.Errorf("starting the stages: %w", err)
 	}
 
 	if err := brk.Start(ctx); err != nil {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = stages.Stop(stopCtx)
-		return fmt.Errorf("starting the MQTT broker on %s (is another broker running there? use --mqtt-addr): %w", f.mqttAddr, err)
+		return nil, fmt.Errorf("starting the MQTT broker on %s (is another broker running there? use --mqtt-addr): %w", f.mqttAddr, err)
 	}
+	s.broker = brk
 	s.health.AddCheck("mqtt-broker", func(ctx context.Context) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", brk.Addr())
@@ -206,52 +256,78 @@ func runLocal(ctx context.Context, stdout, stderr io.Writer, f localFlags) error
 	})
 
 	up.Store(true)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	bgCtx, cancel := context.WithCancel(ctx)
+	s.cancelBG = cancel
+	s.bg.Add(1)
 	go func() {
-		defer wg.Done()
-		watchRegistry(ctx, iot.NewFromConfig(awsCfg), brk, log)
+		defer s.bg.Done()
+		watchRegistry(bgCtx, iot.NewFromConfig(awsCfg), brk, log)
 	}()
+	return s, nil
+}
 
-	var sim *simulator.Simulator
-	if f.devices > 0 {
-		sim, err = simulator.New(simulator.Config{
-			URL: "mqtt://" + brk.Addr(), Devices: f.devices, Rate: f.rate, Seed: f.seed,
-			Logger: log.With("component", "simulator"),
-		})
-		if err != nil {
-			return withCode(2, fmt.Errorf("simulator: %w", err))
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := sim.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				log.Error("simulator stopped", "err", err)
-			}
-		}()
+// startSimulator runs the simulated fleet (none with --devices 0) until ctx ends; done is closed when
+// it has finished and disconnected its clients. stop waits for it too.
+func (s *localStack) startSimulator(ctx context.Context, f localFlags) (_ *simulator.Simulator, done <-chan struct{}, _ error) {
+	finished := make(chan struct{})
+	if f.devices == 0 {
+		close(finished)
+		return nil, finished, nil
 	}
+	sim, err := simulator.New(simulator.Config{
+		URL: "mqtt://" + s.broker.Addr(), Devices: f.devices, Rate: f.rate, Seed: f.seed,
+		Logger: s.log.With("component", "simulator"),
+	})
+	if err != nil {
+		return nil, nil, withCode(2, fmt.Errorf("simulator: %w", err))
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer close(finished)
+		if err := sim.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			s.log.Error("simulator stopped", "err", err)
+		}
+	}()
+	return sim, finished, nil
+}
 
-	started := time.Now()
-	fmt.Fprintf(stdout, "thingpipe local is up: MQTT on %s, health on http://%s/readyz, %d simulated devices. Ctrl-C stops.\n"+
-		"Alert emails land in the SQS queue %s (moto sends no email).\n",
-		brk.Addr(), httpSrv.Addr, f.devices, s.inbox.url)
-	s.showProgress(ctx, stderr, f.progress, sim, started)
-
-	// Shutdown: devices first, then the broker (which drains into the bridge), then the stages (which
-	// finish in-flight work, flush archives and checkpoints, and release leases).
-	log.Info("shutting down")
-	wg.Wait()
-	stopCtx, cancel := context.WithTimeout(context.Background(), pipeCfg.ShutdownTimeout.D()+10*time.Second)
+// stop shuts the stack down: devices first (it waits for the simulator, whose context the caller
+// ends), then the broker (which drains into the bridge), then the stages (which finish in-flight work,
+// flush archives and checkpoints, and release leases). The emulator keeps running until close, so
+// what the stages wrote can still be read. Calling it again does nothing.
+func (s *localStack) stop() error {
+	if s.cancelBG != nil {
+		s.cancelBG()
+	}
+	s.bg.Wait()
+	stopCtx, cancel := context.WithTimeout(context.Background(), s.pipeCfg.ShutdownTimeout.D()+10*time.Second)
 	defer cancel()
 	var errs []error
-	if err := brk.Close(stopCtx); err != nil {
-		errs = append(errs, fmt.Errorf("closing the MQTT broker: %w", err))
+	if s.broker != nil {
+		if err := s.broker.Close(stopCtx); err != nil {
+			errs = append(errs, fmt.Errorf("closing the MQTT broker: %w", err))
+		}
 	}
-	if err := stages.Stop(stopCtx); err != nil {
-		errs = append(errs, fmt.Errorf("stopping the stages: %w", err))
+	if s.stages != nil {
+		if err := s.stages.Stop(stopCtx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the stages: %w", err))
+		}
+		s.stages = nil
 	}
-	s.writeSummary(context.Background(), stdout, sim, time.Since(started))
 	return errors.Join(errs...)
+}
+
+// close stops the HTTP server and the emulator thingpipe started, after stop.
+func (s *localStack) close() {
+	if s.httpSrv != nil {
+		shutdownHTTP(s.httpSrv)
+		s.httpSrv = nil
+	}
+	if s.moto != nil {
+		s.moto.Stop()
+		s.moto = nil
+	}
 }
 
 // inbox is an SQS queue subscribed to the alerts topic: locally it is the operators' mailbox, since
@@ -303,6 +379,9 @@ func (s *localStack) route(ctx context.Context, m broker.Message) {
 		AccountID: moto.AccountID, Timestamp: m.Time,
 	}
 	results := s.bridge.Handle(ctx, msg)
+	if s.hooks.onRoute != nil {
+		defer s.hooks.onRoute(m, len(results) > 0)
+	}
 	if len(results) == 0 {
 		s.unrouted.Add(1)
 		return
@@ -448,8 +527,8 @@ type runningStages struct {
 }
 
 func startStages(ctx context.Context, awsCfg aws.Config, cfg pipeline.Config, metrics *pipeline.Metrics,
-	health *pipeline.Health, log *slog.Logger) (*runningStages, error) {
-	p, release, err := buildPipeline(ctx, cfg, awsCfg, log, metrics, health, nil)
+	health *pipeline.Health, log *slog.Logger, onOutcome func(string, *message.Message, string)) (*runningStages, error) {
+	p, release, err := buildPipeline(ctx, cfg, awsCfg, log, metrics, health, nil, onOutcome)
 	if err != nil {
 		return nil, err
 	}

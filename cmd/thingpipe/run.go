@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -101,7 +102,7 @@ func run(ctx context.Context, cfg pipeline.Config, logw io.Writer, ready func(ad
 		}
 	}()
 
-	p, closePipeline, err := buildPipeline(ctx, cfg, awsCfg, log, metrics, health, tp)
+	p, closePipeline, err := buildPipeline(ctx, cfg, awsCfg, log, metrics, health, tp, nil)
 	if err != nil {
 		return err
 	}
@@ -135,9 +136,10 @@ func run(ctx context.Context, cfg pipeline.Config, logw io.Writer, ready func(ad
 
 // buildPipeline assembles the configured stages on awsCfg. thingpipe run and thingpipe local both
 // use it, so the local stack runs exactly the production wiring. The returned func releases what it
-// opened; call it once the pipeline has stopped.
+// opened; call it once the pipeline has stopped. onOutcome, if not nil, is pipeline.Options.OnOutcome.
 func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, log *slog.Logger,
-	metrics *pipeline.Metrics, health *pipeline.Health, tp trace.TracerProvider) (*pipeline.Pipeline, func(), error) {
+	metrics *pipeline.Metrics, health *pipeline.Health, tp trace.TracerProvider,
+	onOutcome func(stage string, msg *message.Message, outcome string)) (*pipeline.Pipeline, func(), error) {
 	c := newClients(awsCfg)
 	dlq, err := tpsqs.NewPublisher(tpsqs.PublisherConfig{Client: c.sqs, Logger: log})
 	if err != nil {
@@ -151,7 +153,7 @@ func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, 
 	}
 	p, err := pipeline.New(pipeline.Options{
 		Logger: log, Metrics: metrics, Health: health, TracerProvider: tp,
-		ShutdownTimeout: cfg.ShutdownTimeout.D(),
+		ShutdownTimeout: cfg.ShutdownTimeout.D(), OnOutcome: onOutcome,
 	}, stages...)
 	if err != nil {
 		dlq.Close()
