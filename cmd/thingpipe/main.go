@@ -40,6 +40,7 @@ AWS IoT unchanged.`,
 	root.AddCommand(newRunCmd())
 	root.AddCommand(newLocalCmd())
 	root.AddCommand(newSimulateCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }
 
