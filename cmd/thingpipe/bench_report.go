@@ -256,7 +256,7 @@ func (r *benchReport) writeTable(w io.Writer) {
 	t.write(w)
 
 	t = &mdTable{}
-	t.row("stage", "done", "dead-lettered", "retried", "pending", "p50 ms", "p95 ms", "p99 ms")
+	t.row("stage", "done", "dead-lettered", "nacked", "pending", "p50 ms", "p95 ms", "p99 ms")
 	for _, s := range pipeline.AllStages() {
 		st := r.Stages[s]
 		t.row(s, st.Done, st.DeadLettered, st.Nacked, st.Pending,
@@ -336,15 +336,16 @@ func (t *mdTable) write(w io.Writer) {
 		fmt.Fprintln(w, b.String())
 	}
 	line(t.rows[0])
-	sep := make([]string, len(width))
+	var sep strings.Builder
+	sep.WriteString("|")
 	for i, n := range width {
 		if i == 0 {
-			sep[i] = strings.Repeat("-", n)
+			sep.WriteString(strings.Repeat("-", n+2) + "|")
 		} else {
-			sep[i] = strings.Repeat("-", n-1) + ":"
+			sep.WriteString(strings.Repeat("-", n+1) + ":|")
 		}
 	}
-	fmt.Fprintln(w, "|-"+strings.Join(sep, "-|-")+"-|")
+	fmt.Fprintln(w, sep.String())
 	for _, r := range t.rows[1:] {
 		line(r)
 	}
