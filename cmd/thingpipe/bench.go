@@ -168,6 +168,10 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags) (*ben
 	}
 	loadTime := time.Since(loadStart)
 	pub := sim.Stats()
+	if pub.Telemetry == 0 {
+		return nil, fmt.Errorf("bench: the simulator published no telemetry in %s (%d connect errors, %d publish errors); nothing to measure",
+			f.local.duration, pub.ConnectErrors, pub.PublishErrors)
+	}
 	drainStart := time.Now()
 	drainDeadline := time.NewTimer(f.drainTimeout)
 	defer drainDeadline.Stop()
