@@ -32,7 +32,8 @@ func (m *Message) state() *msgState {
 		ptr = unsafe.SliceData(m.Payload)
 	}
 	if st.decoded && (st.ptr != ptr || st.n != len(m.Payload)) {
-		st.decoded = false
+		st.decoded = false // a new payload: a new message
+		st.now = time.Time{}
 	}
 	return st
 }
