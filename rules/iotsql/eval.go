@@ -126,8 +126,8 @@ func (ev *evaluator) payload() value {
 
 // norm applies the 2016-03-23 rule that whole-number Decimals are Ints to values read from JSON.
 func (ev *evaluator) norm(v value) value {
-	if v.k == kDec {
-		return decV(v.f(), ev.v2)
+	if v.k == kDec && ev.v2 {
+		return decOf(v.dec(), true)
 	}
 	return v
 }
@@ -225,14 +225,14 @@ func (ev *evaluator) neg(v value) value {
 	switch v.k {
 	case kInt:
 		if v.i == math.MinInt64 {
-			return decV(-float64(v.i), ev.v2)
+			return decOf(decFromInt(v.i).neg(), ev.v2)
 		}
 		return intV(-v.i)
 	case kDec:
-		return decV(-v.f(), ev.v2)
+		return decOf(v.dec().neg(), ev.v2)
 	case kStr:
-		if f, ok := parseDecimalString(v.s); ok {
-			return decV(-f, ev.v2)
+		if d, ok := parseDecimalString(v.s); ok {
+			return decOf(d.neg(), ev.v2)
 		}
 	}
 	return undef
@@ -295,17 +295,12 @@ func compare(op tokKind, l, r value) value {
 		if (l.k != kInt && l.k != kDec && l.k != kStr) || (r.k != kInt && r.k != kDec && r.k != kStr) {
 			return undef
 		}
-		a, ok1 := l.toDecimal()
-		b, ok2 := r.toDecimal()
+		a, ok1 := l.toDec()
+		b, ok2 := r.toDec()
 		if !ok1 || !ok2 {
 			return undef
 		}
-		switch {
-		case a < b:
-			c = -1
-		case a > b:
-			c = 1
-		}
+		c = a.cmp(b)
 	}
 	switch op {
 	case tLt:
@@ -394,41 +389,39 @@ func arith(op tokKind, l, r value, v2 bool) value {
 			}
 			return intV(a % b)
 		}
-		// Int overflow: the reference's Int has 34 digits; we fall back to a Decimal.
-		return arithFloat(op, float64(a), float64(b), v2)
+		// Int overflow: the reference's Int has 34 digits; we continue as a Decimal.
+		return arithDec(op, decFromInt(a), decFromInt(b), v2)
 	}
 	ok := func(v value) bool { return v.k == kInt || v.k == kDec || (v.k == kStr && op != tPlus) }
 	if !ok(l) || !ok(r) {
 		return undef
 	}
-	a, ok1 := l.toDecimal()
-	b, ok2 := r.toDecimal()
+	a, ok1 := l.toDec()
+	b, ok2 := r.toDec()
 	if !ok1 || !ok2 {
 		return undef
 	}
-	return arithFloat(op, a, b, v2)
+	return arithDec(op, a, b, v2)
 }
 
-func arithFloat(op tokKind, a, b float64, v2 bool) value {
+// arithDec is decimal arithmetic, exact to 18 digits (so 0.1 + 0.2 is 0.3, as with AWS's
+// BigDecimal); division by zero and results out of range are Undefined.
+func arithDec(op tokKind, a, b dec, v2 bool) value {
+	var r dec
+	var ok bool
 	switch op {
 	case tPlus:
-		return decV(a+b, v2)
+		r, ok = a.add(b)
 	case tMinus:
-		return decV(a-b, v2)
+		r, ok = a.sub(b)
 	case tStar:
-		return decV(a*b, v2)
+		r, ok = a.mul(b)
 	case tSlash:
-		if b == 0 {
-			return undef
-		}
-		return decV(a/b, v2)
+		r, ok = a.quo(b)
 	case tPercent:
-		if b == 0 {
-			return undef
-		}
-		return decV(math.Mod(a, b), v2)
+		r, ok = a.rem(b)
 	}
-	return undef
+	return decOK(r, ok, v2)
 }
 
 func (ev *evaluator) caseOf(x *caseExpr) value {
@@ -645,13 +638,19 @@ func (ev *evaluator) writeItems(q *selectStmt, vals []value, b []byte) []byte {
 					}
 				}
 				if !replaced {
+					mark := len(b)
 					if !first {
 						b = append(b, ',')
 					}
-					first = false
 					b = d.appendString(b, kn)
 					b = append(b, ':')
+					start := len(b)
 					b = d.appendJSON(b, vn, ev.v2)
+					if len(b) == start {
+						b = b[:mark] // Undefined (a number out of range)
+					} else {
+						first = false
+					}
 				}
 				kn = next
 			}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ---- AST ----
@@ -52,6 +53,9 @@ type callExpr struct {
 	args []expr
 	cast string         // cast(x AS type): the lower-case type name
 	re   *regexp.Regexp // a literal regular expression, compiled once
+	// parse_time/time_to_epoch with literal arguments: the pattern and zone, resolved once.
+	pattern []patItem
+	loc     *time.Location
 }
 
 type caseExpr struct {
@@ -539,7 +543,7 @@ func (p *parser) parseUnary() expr {
 				return &litExpr{p: at, v: intV(-lit.v.i)}
 			}
 			if lit.v.k == kDec {
-				return &litExpr{p: at, v: decRaw(-lit.v.f())}
+				return &litExpr{p: at, v: decOf(lit.v.dec().neg(), false)}
 			}
 		}
 		return &unaryExpr{p: at, op: tMinus, x: x}
@@ -690,16 +694,12 @@ func (p *parser) numberLit(t token) value {
 	if v, err := strconv.ParseInt(t.text, 10, 64); err == nil {
 		return intV(v)
 	}
-	f, err := strconv.ParseFloat(t.text, 64)
-	if err != nil && !isRangeErr(err) {
-		p.fail(t.pos, "invalid number %s", t.text)
-		return undef
-	}
-	if math.IsInf(f, 0) {
+	d, ok := parseDec(t.text)
+	if !ok {
 		p.fail(t.pos, "number %s is out of range", t.text)
 		return undef
 	}
-	return decV(f, p.v2)
+	return decOf(d, p.v2)
 }
 
 func (p *parser) parseCall() expr {
@@ -795,6 +795,20 @@ func (p *parser) parseCall() expr {
 	}
 	if fi.external {
 		p.unsup[name] = true
+	}
+	if fi.id == fParseTime || fi.id == fTimeToEpoch {
+		pi := 0
+		if fi.id == fTimeToEpoch {
+			pi = 1
+		}
+		if lit, ok := c.args[pi].(*litExpr); ok && lit.v.k == kStr {
+			c.pattern, _ = compilePattern(lit.v.s) // nil (Undefined at run time) when invalid
+		}
+		if fi.id == fParseTime && len(c.args) == 3 {
+			if lit, ok := c.args[2].(*litExpr); ok && lit.v.k == kStr {
+				c.loc, _ = lookupZone(lit.v.s)
+			}
+		}
 	}
 	if (fi.id == fRegexpMatches || fi.id == fRegexpReplace || fi.id == fRegexpSubstr) && len(c.args) > 1 {
 		if lit, ok := c.args[1].(*litExpr); ok && lit.v.k == kStr {
