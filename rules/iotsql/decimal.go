@@ -30,11 +30,14 @@ var pow10 = [...]int64{1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000
 	100_000_000_000_000, 1_000_000_000_000_000, 10_000_000_000_000_000, 100_000_000_000_000_000,
 	1_000_000_000_000_000_000}
 
+// numDigits is the number of decimal digits of u (1 for 0).
 func numDigits(u uint64) int {
-	n := 1
-	for u >= 10 {
-		u /= 10
+	n := (bits.Len64(u) * 1233) >> 12 // ≈ log10(2) × bit length
+	if n < len(pow10u) && u >= pow10u[n] {
 		n++
+	}
+	if n == 0 {
+		return 1
 	}
 	return n
 }
@@ -183,6 +186,9 @@ func parseDec(s string) (dec, bool) {
 
 // decFromInt converts an Int.
 func decFromInt(i int64) dec {
+	if i >= -maxCoef && i <= maxCoef {
+		return dec{i, 0}
+	}
 	d, _ := makeDec(i < 0, absU(i), 0)
 	return d
 }

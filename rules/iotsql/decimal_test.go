@@ -30,6 +30,14 @@ func TestDecimalFormatAndParse(t *testing.T) {
 	}
 }
 
+func TestNumDigits(t *testing.T) {
+	for _, u := range []uint64{0, 1, 9, 10, 99, 100, 999, 1000, 1 << 40, maxCoef, maxCoef + 1, 1e19 - 1, 1e19, 1<<64 - 1} {
+		if got, want := numDigits(u), len(strconv.FormatUint(u, 10)); got != want {
+			t.Errorf("numDigits(%d) = %d, want %d", u, got, want)
+		}
+	}
+}
+
 func TestDecimalFromFloat(t *testing.T) {
 	tests := []struct {
 		f   float64
