@@ -105,7 +105,7 @@ func (q *Query) Unsupported() []string { return append([]string(nil), q.unsuppor
 // Message is one MQTT message and its evaluation context. Its payload is decoded at most once, however
 // many queries evaluate it; a Message is not safe for concurrent use. The decoded form reads Payload
 // in place: do not modify Payload's bytes while the Message is in use (assigning a new slice is fine
-// and is noticed). Do not copy a Message that has been evaluated; pass a pointer.
+// and is noticed). Use one Message per MQTT message, and do not copy one that has been evaluated.
 type Message struct {
 	Topic     string
 	Payload   []byte
