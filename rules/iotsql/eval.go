@@ -18,10 +18,10 @@ type msgState struct {
 	d       doc
 	stack   []value
 	now     time.Time
-	// In-place storage so that a typical message needs no allocation beyond its Message.
-	nodeBuf  [48]node
-	stackBuf [8]value
-	decodes  int // how many times the payload was decoded (tests check it is at most once)
+	// In-place storage for the decoded payload of a typical message. It holds no pointers and comes
+	// last, so that it costs the garbage collector nothing.
+	decodes int // how many times the payload was decoded (tests check it is at most once)
+	nodeBuf [48]node
 }
 
 // state returns m's cache, resetting it when the payload changed since the last evaluation.
@@ -82,7 +82,7 @@ type evaluator struct {
 func (ev *evaluator) setVars(sets []setAssign) int {
 	st := ev.st
 	if st.stack == nil {
-		st.stack = st.stackBuf[:0]
+		st.stack = make([]value, 0, 8)
 	}
 	base := len(st.stack)
 	ev.sets = sets
@@ -592,7 +592,7 @@ func (ev *evaluator) output(q *selectStmt) (json.RawMessage, bool) {
 func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
 	st := ev.st
 	if st.stack == nil {
-		st.stack = st.stackBuf[:0]
+		st.stack = make([]value, 0, 8)
 	}
 	base := len(st.stack)
 	for _, it := range q.items {

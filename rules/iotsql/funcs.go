@@ -210,7 +210,7 @@ func init() {
 func (ev *evaluator) call(c *callExpr) value {
 	st := ev.st
 	if st.stack == nil {
-		st.stack = st.stackBuf[:0]
+		st.stack = make([]value, 0, 8)
 	}
 	base := len(st.stack)
 	for _, a := range c.args {
