@@ -20,7 +20,8 @@ type msgState struct {
 	now     time.Time
 	// In-place storage for the decoded payload of a typical message. It holds no pointers and comes
 	// last, so that it costs the garbage collector nothing.
-	decodes int // how many times the payload was decoded (tests check it is at most once)
+	decodes int   // how many times the payload was decoded (tests check it is at most once)
+	rootV   value // the decoded payload's root value
 	nodeBuf [48]node
 }
 
@@ -54,11 +55,15 @@ func (m *Message) root() (value, bool) {
 		// The document reads the payload in place (no copy): Payload must not change while the
 		// Message is being evaluated. Nothing that outlives an evaluation refers to it.
 		st.isJSON = st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
+		st.rootV = undef
+		if st.isJSON {
+			st.rootV = st.d.value(0)
+		}
 	}
 	if !st.isJSON {
 		return undef, false
 	}
-	return st.d.value(0), true
+	return st.rootV, true
 }
 
 type evaluator struct {
@@ -251,6 +256,11 @@ func (ev *evaluator) binary(x *binExpr) value {
 			return boolV(a && b)
 		}
 		return boolV(a || b)
+	}
+	if x.fast != nil {
+		if v, ok := ev.fastCompare(x.fast); ok {
+			return v
+		}
 	}
 	l := ev.eval(x.l)
 	r := ev.eval(x.r)
@@ -709,4 +719,63 @@ func appendMember(b []byte, first *bool, key string, v value, v2 bool) []byte {
 	b = appendJSONString(b, key)
 	b = append(b, ':')
 	return appendJSON(b, v, v2)
+}
+
+// fastCompare evaluates "path op literal" directly on the decoded payload: the member's text is
+// compared with the literal without building values. ok is false when the member is not a plain
+// number or string of the payload; the caller then evaluates the general way (same result).
+func (ev *evaluator) fastCompare(f *fastCmp) (value, bool) {
+	cur := ev.current()
+	if ev.err != nil {
+		return undef, true
+	}
+	if cur.doc == nil || cur.k != kObj {
+		return undef, false
+	}
+	d := cur.doc
+	i := d.lookup(cur.n, f.names)
+	if i < 0 {
+		return undef, true // a missing member is Undefined, and so is any comparison with it
+	}
+	n := &d.nodes[i]
+	text := d.src[n.start:n.end]
+	var c int
+	switch {
+	case f.num && (n.k == kInt || n.k == kDec):
+		v, ok := parseDec(text)
+		if !ok {
+			return undef, false
+		}
+		c = v.cmp(f.lit)
+	case !f.num && n.k == kStr && !n.esc:
+		eq := text == f.str
+		if f.op == tEq {
+			return boolV(eq), true
+		}
+		return boolV(!eq), true
+	case !f.num && (f.op == tEq || f.op == tNe) && n.k != kStr && n.k != kNull:
+		// A number, Boolean, array or object never equals a string: mismatched types (but a number
+		// out of range is Undefined).
+		if n.k == kInt || n.k == kDec {
+			if _, ok := parseDec(text); !ok {
+				return undef, true
+			}
+		}
+		return boolV(f.op == tNe), true
+	default:
+		return undef, false
+	}
+	switch f.op {
+	case tEq:
+		return boolV(c == 0), true
+	case tNe:
+		return boolV(c != 0), true
+	case tLt:
+		return boolV(c < 0), true
+	case tLe:
+		return boolV(c <= 0), true
+	case tGt:
+		return boolV(c > 0), true
+	}
+	return boolV(c >= 0), true
 }

@@ -39,7 +39,7 @@ func FuzzCompile(f *testing.F) {
 			}
 			m := &Message{Topic: "a/b", Payload: payload, Timestamp: time.UnixMilli(1)}
 			// Evaluate with any topic: exercise SELECT and WHERE even if FROM would not match.
-			q.stmt.topic = "#"
+			q.stmt.filter = compileTopicFilter("#")
 			r, err := q.Eval(m)
 			if err != nil {
 				t.Fatalf("Eval(%q): %v", sql, err)

@@ -44,6 +44,17 @@ type binExpr struct {
 	p    pos
 	op   tokKind // arithmetic, comparison, AND, OR, IN, ||, or tIdent for CONTAINS
 	l, r expr
+	fast *fastCmp // "path op literal", the usual WHERE condition, compared without building values
+}
+
+// fastCmp is a comparison of a member path with a number or string literal.
+type fastCmp struct {
+	names   []string
+	op      tokKind // as if the path were on the left
+	num     bool    // the literal is a number (lit), else a string (str)
+	lit     dec
+	str     string
+	literal value
 }
 
 type callExpr struct {
@@ -116,7 +127,8 @@ type selectStmt struct {
 	value    bool
 	items    []selItem
 	topic    string // top level: the FROM topic filter
-	fromExpr expr   // nested query: the array or object to query
+	filter   topicFilter
+	fromExpr expr // nested query: the array or object to query
 	where    expr
 }
 
@@ -318,6 +330,7 @@ func (p *parser) parseQuery(nested bool) *selectStmt {
 			return nil
 		}
 		q.topic = p.cur.text
+		q.filter = compileTopicFilter(q.topic)
 		p.advance()
 	}
 	if p.cur.k == tWhere {
@@ -483,7 +496,11 @@ func (p *parser) parseCmp() expr {
 		op, at := p.cur.k, p.cur.pos
 		p.advance()
 		r := p.parseAdd()
-		return &binExpr{p: at, op: op, l: l, r: r}
+		b := &binExpr{p: at, op: op, l: l, r: r}
+		if op != tIn {
+			b.fast = fastCompare(op, l, r)
+		}
+		return b
 	case tIdent:
 		if strings.EqualFold(p.cur.text, "contains") {
 			at := p.cur.pos
@@ -947,4 +964,47 @@ func foldArray(a *arrLit) expr {
 		vals = append(vals, lit.v)
 	}
 	return &litExpr{p: a.p, v: arrV(vals)}
+}
+
+// fastCompare recognises "a.b.c op literal" and "literal op a.b.c".
+func fastCompare(op tokKind, l, r expr) *fastCmp {
+	path, okp := l.(*accessExpr)
+	lit, okl := r.(*litExpr)
+	if !okp || !okl {
+		path, okp = r.(*accessExpr)
+		lit, okl = l.(*litExpr)
+		if !okp || !okl {
+			return nil
+		}
+		switch op { // mirror: 5 > x is x < 5
+		case tLt:
+			op = tGt
+		case tLe:
+			op = tGe
+		case tGt:
+			op = tLt
+		case tGe:
+			op = tLe
+		}
+	}
+	if path.names == nil {
+		return nil
+	}
+	f := &fastCmp{names: path.names, op: op, literal: lit.v}
+	switch lit.v.k {
+	case kInt, kDec:
+		d, ok := lit.v.toDec()
+		if !ok {
+			return nil
+		}
+		f.num, f.lit = true, d
+	case kStr:
+		if op != tEq && op != tNe {
+			return nil // ordering with strings converts them: the general path
+		}
+		f.str = lit.v.s
+	default:
+		return nil
+	}
+	return f
 }
