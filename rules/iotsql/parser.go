@@ -403,7 +403,8 @@ func (p *parser) parseItem(n int) selItem {
 	if p.cur.k == tAs {
 		p.advance()
 		for {
-			if p.cur.k != tIdent && !(p.cur.k >= tSelect && p.cur.k != tFrom && p.cur.k != tWhere) {
+			// A name, or a keyword other than FROM and WHERE (AS value, AS end, ...).
+			if p.cur.k != tIdent && (p.cur.k < tSelect || p.cur.k == tFrom || p.cur.k == tWhere) {
 				p.fail(p.cur.pos, "expected a name after AS, found %s", describe(p.cur))
 				return selItem{}
 			}
