@@ -43,12 +43,12 @@ func newPair(t *testing.T, client testClientAPI, subCfg SubscriberConfig, pubCfg
 func TestRoundTripKeepsUUIDAndMetadata(t *testing.T) {
 	client := testClient(t)
 	for _, tc := range []struct {
-		name        string
-		byURL       bool
-		fifo        bool
-		metadata    map[string]string
-		wantGroup   string
-		wantDedup   string
+		name      string
+		byURL     bool
+		fifo      bool
+		metadata  map[string]string
+		wantGroup string
+		wantDedup string
 	}{
 		{name: "standard by name", metadata: map[string]string{"thingName": "dev-42", "reason": "bad json"}},
 		{name: "standard by URL", byURL: true, metadata: map[string]string{"a": "1"}},
