@@ -51,6 +51,10 @@ func (e env) stage(t *testing.T, policies []Policy, lease time.Duration, wrap fu
 }
 
 func (e env) stageTTL(t *testing.T, policies []Policy, lease time.Duration, wrap func(Notifier) Notifier, ttl time.Duration) *Stage {
+	return e.stageFull(t, policies, lease, wrap, ttl, time.Now)
+}
+
+func (e env) stageFull(t *testing.T, policies []Policy, lease time.Duration, wrap func(Notifier) Notifier, ttl time.Duration, now func() time.Time) *Stage {
 	t.Helper()
 	snsc := sns.NewFromConfig(e.cfg)
 	var n Notifier
@@ -65,7 +69,7 @@ func (e env) stageTTL(t *testing.T, policies []Policy, lease time.Duration, wrap
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{AlertsTable: e.table, Policies: policies, NotifyLease: lease, StateCacheTTL: ttl}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), n, pub)
+	s, err := New(Config{AlertsTable: e.table, Policies: policies, NotifyLease: lease, StateCacheTTL: ttl, Now: now}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), n, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +135,7 @@ func TestAlertStormGivesOneFiringAndOneResolved(t *testing.T) {
 
 func testStorm(t *testing.T, hot int, ttl time.Duration) {
 	e := setup(t)
-	workers := []*Stage{e.stageTTL(t, nil, 2*time.Second, nil, ttl), e.stageTTL(t, nil, 2*time.Second, nil, ttl)}
+	workers := []*Stage{e.stageTTL(t, nil, 5*time.Second, nil, ttl), e.stageTTL(t, nil, 5*time.Second, nil, ttl)}
 	var msgs []*message.Message
 	for i := range hot {
 		msgs = append(msgs, reading("dev-42", i, fmt.Sprintf(`{"temperature":%.1f}`, 93+float64(i%10)/10)))
@@ -218,9 +222,12 @@ func (c *crashingNotifier) Notify(ctx context.Context, ns []Notification) []erro
 func TestCrashBeforeNotifyStillNotifiesOnce(t *testing.T) {
 	e := setup(t)
 	ps := DefaultPolicies()[:1]
-	lease := 1500 * time.Millisecond
+	// A long lease, so a slow moto never expires a live claim; the test moves worker b's clock past it.
+	lease := 30 * time.Second
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	a := e.stage(t, ps, lease, func(n Notifier) Notifier { c := &crashingNotifier{next: n}; c.fails.Store(1); return c })
-	b := e.stage(t, ps, lease, nil)
+	b := e.stageFull(t, ps, lease, nil, 0, clock)
 	var msgs []*message.Message
 	for i := range 3 {
 		msgs = append(msgs, reading("dev-9", i, `{"temperature":90}`))
@@ -237,8 +244,12 @@ func TestCrashBeforeNotifyStillNotifiesOnce(t *testing.T) {
 	if st.Status != StatusFiring || !st.Firing.Pending() {
 		t.Fatalf("state after the crash: %+v", st)
 	}
-	// The redelivered reading (a replay: not counted again) goes to the other worker; it waits for the
-	// dead claim to expire, then sends.
+	// The redelivered reading (a replay: not counted again) goes to the other worker; it backs off
+	// while the dead worker's claim lasts, then takes it over and sends.
+	if err := b.Handle(msgs[2].Copy()); !errors.Is(err, ErrNotifying) {
+		t.Errorf("redelivery during the dead claim: %v, want ErrNotifying", err)
+	}
+	skew.Store(int64(lease + time.Second))
 	if err := deliver(t, b, msgs[2]); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,12 @@ type API interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 }
 
+// Client is everything the package uses.
+type Client interface {
+	API
+	PatchAPI
+}
+
 // VersionAttr is the attribute holding the item's version (a number, 1 for a new item).
 const VersionAttr = "version"
 
@@ -110,4 +116,36 @@ func (t Table[T]) Update(ctx context.Context, key string, change func(item *T, e
 		}
 	}
 	return zero, false, fmt.Errorf("updating %s %s: %w", t.Name, key, ErrConflict)
+}
+
+// PatchAPI is the client Table.MarkNotified needs.
+type PatchAPI interface {
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// MarkNotified sets <attr>.notified = true (and drops the claim) on the item, if <attr>.id is still
+// id, in one conditional UpdateItem that also bumps the version, so writers holding an older read
+// fail their condition and re-read. It needs no read and never loses a race, which keeps the window
+// between a sent notification and its mark as short as one call. It reports whether it marked.
+func (t Table[T]) MarkNotified(ctx context.Context, client PatchAPI, key, attr, id string) (bool, error) {
+	_, err := client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(t.Name),
+		Key:                 map[string]types.AttributeValue{t.KeyAttr: &types.AttributeValueMemberS{Value: key}},
+		UpdateExpression:    aws.String("SET #a.#n = :t, #v = #v + :one REMOVE #a.#cb, #a.#cu"),
+		ConditionExpression: aws.String("#a.#id = :id"),
+		ExpressionAttributeNames: map[string]string{"#a": attr, "#n": "notified", "#v": VersionAttr,
+			"#cb": "claimedBy", "#cu": "claimedUntil", "#id": "id"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":t": &types.AttributeValueMemberBOOL{Value: true}, ":one": &types.AttributeValueMemberN{Value: "1"},
+			":id": &types.AttributeValueMemberS{Value: id},
+		},
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return false, nil
+		}
+		return false, fmt.Errorf("marking %s %s %s notified: %w", t.Name, key, attr, err)
+	}
+	return true, nil
 }
