@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,4 +243,37 @@ func TestQueryByUser(t *testing.T) {
 		t.Errorf("nobody's devices = %v", none)
 	}
 	e.topic.Drain(t, 200*time.Millisecond)
+}
+
+func TestTwoUsersRaceForOneDevice(t *testing.T) {
+	e := setup(t)
+	e.provision(t, "dev-race", true)
+	workers := []*Stage{e.stage(t, time.Minute), e.stage(t, time.Minute)}
+	users := []string{"alice", "bob", "carol", "dave"}
+	errs := make([]error, len(users))
+	var wg sync.WaitGroup
+	for i, u := range users {
+		wg.Go(func() { errs[i] = workers[i%2].Handle(request("req-"+u, "dev-race", u, time.Now())) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _, _ := e.store.Get(context.Background(), "dev-race")
+	completed, rejected := 0, 0
+	for _, o := range outcomes(t, e.topic) {
+		switch {
+		case o.typ == events.TypeBindingCompleted && o.user == b.UserID:
+			completed++
+		case o.typ == events.TypeBindingRejected && o.reason == events.ReasonAlreadyBound && o.user != b.UserID:
+			rejected++
+		default:
+			t.Errorf("unexpected outcome %+v (bound to %s)", o, b.UserID)
+		}
+	}
+	if completed != 1 || rejected != len(users)-1 {
+		t.Errorf("%d completed, %d rejected; want 1 and %d", completed, rejected, len(users)-1)
+	}
 }
