@@ -137,7 +137,7 @@ func (s *scanner) literal(lit string) error {
 
 // object scans an object; when top is non-nil it records the raw fields.
 func (s *scanner) object(depth int, top map[string]json.RawMessage) error {
-	s.i++ // '{'
+	s.i++             // '{'
 	var keys [][]byte // raw keys seen, for duplicates; objects are small, a scan is cheap
 	var seen map[string]struct{}
 	s.ws()

@@ -112,7 +112,6 @@ func scanReference(input string, b []byte) error {
 	}
 }
 
-
 func parseReference(input string, b []byte) (map[string]json.RawMessage, error) {
 	if err := scanReference(input, b); err != nil {
 		return nil, err

@@ -36,6 +36,7 @@ type env struct {
 
 func setup(t *testing.T) env {
 	cfg := awstest.Config(t)
+	awsfixture.SerializeDynamoDB(&cfg) // moto applies conditional writes non-atomically otherwise
 	calls := apicalls.New()
 	calls.Instrument(&cfg)
 	e := env{cfg: cfg, calls: calls, table: awstest.Name(t, "thingpipe-alerts")}

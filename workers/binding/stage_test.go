@@ -40,6 +40,7 @@ type env struct {
 
 func setup(t *testing.T) env {
 	cfg := awstest.Config(t)
+	awsfixture.SerializeDynamoDB(&cfg) // moto applies conditional writes non-atomically otherwise
 	e := env{cfg: cfg, bindings: awstest.Name(t, "thingpipe-bindings"), devices: awstest.Name(t, "thingpipe-devices")}
 	awsfixture.Table(t, cfg, e.bindings, "thingName", awsfixture.Index{Name: DefaultUserIndex, Key: "userId"})
 	awsfixture.Table(t, cfg, e.devices, "thingName")

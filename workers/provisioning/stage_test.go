@@ -35,6 +35,7 @@ type env struct {
 
 func setup(t *testing.T) env {
 	cfg := awstest.Config(t)
+	awsfixture.SerializeDynamoDB(&cfg) // moto applies conditional writes non-atomically otherwise
 	table := awstest.Name(t, "thingpipe-devices")
 	awsfixture.Table(t, cfg, table, "thingName")
 	topic := awsfixture.NewTopic(t, cfg, awstest.Name(t, "thingpipe-events"))
