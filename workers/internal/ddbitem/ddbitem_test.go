@@ -20,7 +20,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
 
 type counter struct {
-	N    int    `dynamodbav:"n"`
+	N    int `dynamodbav:"n"`
 	Note struct {
 		ID       string `dynamodbav:"id"`
 		Notified bool   `dynamodbav:"notified"`
