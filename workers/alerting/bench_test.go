@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"github.com/ThreeDotsLabs/watermill/message"
 	"strconv"
 	"testing"
 	"time"
@@ -18,3 +19,6 @@ func BenchmarkEvaluate(b *testing.B) {
 		s.Resolved.MarkNotified()
 	}
 }
+
+// Handle is a watermill handler.
+var _ message.NoPublishHandlerFunc = (*Stage)(nil).Handle

@@ -1,6 +1,7 @@
 package archival
 
 import (
+	"github.com/ThreeDotsLabs/watermill/message"
 	"strconv"
 	"testing"
 	"time"
@@ -34,3 +35,6 @@ func BenchmarkBatch500(b *testing.B) {
 	}
 	b.ReportMetric(float64(size)/500, "gzip-bytes/record")
 }
+
+// Handle is a watermill handler.
+var _ message.NoPublishHandlerFunc = (*Archiver)(nil).Handle
