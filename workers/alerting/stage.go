@@ -105,13 +105,12 @@ type EventPublisher interface {
 
 // DynamoStore is the Store on DynamoDB (key alertKey).
 type DynamoStore struct {
-	t      ddbitem.Table[State]
-	client ddbitem.Client
+	t ddbitem.Table[State]
 }
 
 // NewDynamoStore returns a store on table.
 func NewDynamoStore(client ddbitem.Client, table string) *DynamoStore {
-	return &DynamoStore{t: ddbitem.Table[State]{Client: client, Name: table, KeyAttr: "alertKey"}, client: client}
+	return &DynamoStore{t: ddbitem.Table[State]{Client: client, Name: table, KeyAttr: "alertKey"}}
 }
 
 // MarkNotified implements Store.
@@ -120,7 +119,7 @@ func (s *DynamoStore) MarkNotified(ctx context.Context, key string, kind Kind, i
 	if kind == KindResolved {
 		attr = "resolved"
 	}
-	_, err := s.t.MarkNotified(ctx, s.client, key, attr, id)
+	_, err := s.t.MarkNotified(ctx, key, attr, id)
 	return err
 }
 

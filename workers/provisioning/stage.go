@@ -78,18 +78,17 @@ type EventPublisher interface {
 
 // DynamoStore is the Store on DynamoDB.
 type DynamoStore struct {
-	t      ddbitem.Table[Device]
-	client ddbitem.Client
+	t ddbitem.Table[Device]
 }
 
 // NewDynamoStore returns a store on table (key thingName).
 func NewDynamoStore(client ddbitem.Client, table string) *DynamoStore {
-	return &DynamoStore{t: ddbitem.Table[Device]{Client: client, Name: table, KeyAttr: "thingName"}, client: client}
+	return &DynamoStore{t: ddbitem.Table[Device]{Client: client, Name: table, KeyAttr: "thingName"}}
 }
 
 // MarkActivationNotified implements Store.
 func (s *DynamoStore) MarkActivationNotified(ctx context.Context, thing, id string) error {
-	_, err := s.t.MarkNotified(ctx, s.client, thing, "activation", id)
+	_, err := s.t.MarkNotified(ctx, thing, "activation", id)
 	return err
 }
 

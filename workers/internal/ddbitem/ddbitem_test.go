@@ -68,10 +68,10 @@ func TestMarkNotifiedBumpsVersionAndChecksID(t *testing.T) {
 	if _, _, err := tbl.Update(context.Background(), "c", func(c *counter, _ bool) (bool, error) { c.Note.ID = "n1"; return true, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := tbl.MarkNotified(context.Background(), client, "c", "note", "other"); ok || err != nil {
+	if ok, err := tbl.MarkNotified(context.Background(), "c", "note", "other"); ok || err != nil {
 		t.Errorf("marked a different notice: %v %v", ok, err)
 	}
-	if ok, err := tbl.MarkNotified(context.Background(), client, "c", "note", "n1"); !ok || err != nil {
+	if ok, err := tbl.MarkNotified(context.Background(), "c", "note", "n1"); !ok || err != nil {
 		t.Fatalf("mark: %v %v", ok, err)
 	}
 	c, version, _, _ := tbl.Get(context.Background(), "c")
@@ -113,5 +113,48 @@ func TestMotoNeedsSerializedWrites(t *testing.T) {
 		if wins.Load() != 1 {
 			t.Errorf("round %d: %d conditional updates succeeded", round, wins.Load())
 		}
+	}
+}
+
+type doc struct {
+	A string `dynamodbav:"a,omitempty"`
+	B string `dynamodbav:"b,omitempty"`
+}
+
+// Writes set T's attributes, remove the ones T cleared and keep everyone else's.
+func TestUpdateKeepsForeignAttributes(t *testing.T) {
+	cfg := awstest.Config(t)
+	name := awstest.Name(t, "items")
+	awsfixture.Table(t, cfg, name, "k")
+	client := dynamodb.NewFromConfig(cfg)
+	tbl := Table[doc]{Client: client, Name: name, KeyAttr: "k"}
+	ctx := context.Background()
+	if _, _, err := tbl.Update(ctx, "x", func(d *doc, exists bool) (bool, error) { d.A, d.B = "a", "b"; return !exists, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(name),
+		Key:              map[string]types.AttributeValue{"k": &types.AttributeValueMemberS{Value: "x"}},
+		UpdateExpression: aws.String("SET note = :n"), ExpressionAttributeValues: map[string]types.AttributeValue{":n": &types.AttributeValueMemberS{Value: "ops"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tbl.Update(ctx, "x", func(d *doc, _ bool) (bool, error) { d.A, d.B = "a2", ""; return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(name), Key: map[string]types.AttributeValue{"k": &types.AttributeValueMemberS{Value: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k, v := range out.Item {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			got[k] = v.Value
+		case *types.AttributeValueMemberN:
+			got[k] = v.Value
+		}
+	}
+	if fmt.Sprint(got) != "map[a:a2 k:x note:ops version:2]" {
+		t.Errorf("item %v", got)
 	}
 }
