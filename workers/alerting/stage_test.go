@@ -142,7 +142,7 @@ func testStorm(t *testing.T, hot int, ttl time.Duration) {
 		msgs = append(msgs, reading("dev-42", i, fmt.Sprintf(`{"temperature":%.1f}`, 93+float64(i%10)/10)))
 	}
 	storm(t, workers, msgs)
-	fired := e.alerts.Drain(t, 500*time.Millisecond)
+	fired := e.alerts.Expect(t, 1, 10*time.Second, 500*time.Millisecond)
 	if len(fired) != 1 {
 		t.Fatalf("%d FIRING notifications, want exactly 1: %v", len(fired), fired)
 	}
@@ -156,12 +156,12 @@ func testStorm(t *testing.T, hot int, ttl time.Duration) {
 		cool = append(cool, reading("dev-42", i, `{"temperature":70}`))
 	}
 	storm(t, workers, cool)
-	resolved := e.alerts.Drain(t, 500*time.Millisecond)
+	resolved := e.alerts.Expect(t, 1, 10*time.Second, 500*time.Millisecond)
 	if len(resolved) != 1 || resolved[0].Attr("status") != "RESOLVED" || resolved[0].Subject != "[RESOLVED] temperature 70 < 75 on dev-42" {
 		t.Fatalf("RESOLVED notifications: %v", resolved)
 	}
 	evs := map[string]int{}
-	for _, n := range e.events.Drain(t, 300*time.Millisecond) {
+	for _, n := range e.events.Expect(t, 2, 10*time.Second, 300*time.Millisecond) {
 		env, err := events.DecodeEnvelope([]byte(n.Message))
 		if err != nil {
 			t.Fatal(err)
@@ -193,7 +193,7 @@ func TestAlertsDueTogetherGoInOneBatch(t *testing.T) {
 		t.Errorf("PublishBatch calls = %d, want 1 for two alerts", got)
 	}
 	got := map[string]string{}
-	for _, n := range e.alerts.Drain(t, 400*time.Millisecond) {
+	for _, n := range e.alerts.Expect(t, 2, 10*time.Second, 400*time.Millisecond) {
 		got[n.Attr("policy")] = n.Subject
 	}
 	want := map[string]string{"overheating": "[CRITICAL] temperature 99 > 80 on dev-7", "low-battery": "[WARNING] battery 3 < 15 on dev-7"}
@@ -260,7 +260,7 @@ func TestCrashBeforeNotifyStillNotifiesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := e.alerts.Drain(t, 400*time.Millisecond); len(got) != 1 {
+	if got := e.alerts.Expect(t, 1, 10*time.Second, 400*time.Millisecond); len(got) != 1 {
 		t.Fatalf("%d notifications, want 1: %v", len(got), got)
 	}
 	e.events.Drain(t, 100*time.Millisecond)
@@ -285,4 +285,36 @@ func TestBadTelemetry(t *testing.T) {
 	if err := s.Handle(reading("dev-1", 5, `{"humidity":40}`)); err != nil {
 		t.Errorf("reading without policy metrics: %v", err)
 	}
+}
+
+func TestManyDevicesFiringTogetherShareBatches(t *testing.T) {
+	e := setup(t)
+	ps := DefaultPolicies()
+	ps[0].Consecutive = 1
+	var batching *BatchingNotifier
+	s := e.stage(t, ps, 30*time.Second, func(n Notifier) Notifier {
+		batching = NewBatchingNotifier(n, 100*time.Millisecond, 10*time.Second)
+		return batching
+	})
+	defer batching.Close()
+	var msgs []*message.Message
+	for i := range 30 {
+		msgs = append(msgs, reading(fmt.Sprintf("dev-%02d", i), i, `{"temperature":99}`))
+	}
+	before := e.calls.Get("SNS", "PublishBatch")
+	storm(t, []*Stage{s}, msgs)
+	got := e.alerts.Expect(t, 30, 10*time.Second, 500*time.Millisecond)
+	things := map[string]bool{}
+	for _, n := range got {
+		things[n.Attr("thingName")] = true
+	}
+	if len(got) != 30 || len(things) != 30 {
+		t.Fatalf("%d notifications for %d things, want 30 each", len(got), len(things))
+	}
+	calls := e.calls.Get("SNS", "PublishBatch") - before
+	t.Logf("30 alerts in %d PublishBatch calls", calls)
+	if calls >= 30 || calls < 3 {
+		t.Errorf("%d PublishBatch calls for 30 alerts from 8 concurrent handlers: not batched", calls)
+	}
+	e.events.Drain(t, 100*time.Millisecond)
 }

@@ -65,7 +65,7 @@ func TestInAWatermillRouter(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, found, _ := e.store.Get(context.Background(), "dev-r"); found && b.UserID == "alice" {
-			got := outcomes(t, e.topic)
+			got := outcomes(t, e.topic, 1)
 			if len(got) != 1 || got[0].typ != events.TypeBindingCompleted {
 				t.Errorf("outcomes %v", got)
 			}

@@ -92,10 +92,10 @@ type outcome struct {
 	alreadyBound               bool
 }
 
-func outcomes(t *testing.T, tp *awsfixture.Topic) []outcome {
+func outcomes(t *testing.T, tp *awsfixture.Topic, want int) []outcome {
 	t.Helper()
 	var out []outcome
-	for _, n := range tp.Drain(t, 400*time.Millisecond) {
+	for _, n := range tp.Expect(t, want, 10*time.Second, 400*time.Millisecond) {
 		env, err := events.DecodeEnvelope([]byte(n.Message))
 		if err != nil {
 			t.Fatal(err)
@@ -140,7 +140,7 @@ func TestBindingWaitsForActivationThenCompletes(t *testing.T) {
 	if err := s.Handle(request("r2", "dev-1", "alice", time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	got := outcomes(t, e.topic)
+	got := outcomes(t, e.topic, 3)
 	want := []outcome{
 		{events.TypeBindingCompleted, "r1", "alice", "", false},
 		{events.TypeBindingCompleted, "r1", "alice", "", false},
@@ -176,7 +176,7 @@ func TestBindingRejections(t *testing.T) {
 	if err := s.Handle(request("d2", "dev-nowhere", "dave", time.Now())); !errors.Is(err, ErrNotActiveYet) {
 		t.Errorf("unknown device before the deadline: %v", err)
 	}
-	got := outcomes(t, e.topic)
+	got := outcomes(t, e.topic, 4)
 	want := []outcome{
 		{events.TypeBindingCompleted, "a1", "alice", "", false},
 		{events.TypeBindingRejected, "b1", "bob", events.ReasonAlreadyBound, false},
@@ -264,7 +264,7 @@ func TestTwoUsersRaceForOneDevice(t *testing.T) {
 	}
 	b, _, _ := e.store.Get(context.Background(), "dev-race")
 	completed, rejected := 0, 0
-	for _, o := range outcomes(t, e.topic) {
+	for _, o := range outcomes(t, e.topic, len(users)) {
 		switch {
 		case o.typ == events.TypeBindingCompleted && o.user == b.UserID:
 			completed++

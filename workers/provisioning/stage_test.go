@@ -91,10 +91,10 @@ func deliver(t *testing.T, s *Stage, payload []byte) error {
 	return nil
 }
 
-func activations(t *testing.T, tp *awsfixture.Topic) map[string]int {
+func activations(t *testing.T, tp *awsfixture.Topic, want int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
-	for _, n := range tp.Drain(t, 500*time.Millisecond) {
+	for _, n := range tp.Expect(t, want, 10*time.Second, 500*time.Millisecond) {
 		env, err := events.DecodeEnvelope([]byte(n.Message))
 		if err != nil {
 			t.Fatalf("published message is not an envelope: %v", err)
@@ -127,7 +127,7 @@ func TestActivationEitherOrderAndReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := activations(t, e.topic)
+	got := activations(t, e.topic, 2)
 	if got["dev-a"] != 1 || got["dev-b"] != 1 || len(got) != 2 {
 		t.Errorf("device.activated per thing = %v, want dev-a:1 dev-b:1", got)
 	}
@@ -147,7 +147,7 @@ func TestActivationEitherOrderAndReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := activations(t, e.topic); len(got) != 0 {
+	if got := activations(t, e.topic, 0); len(got) != 0 {
 		t.Errorf("replays published %v", got)
 	}
 }
@@ -192,7 +192,7 @@ func TestTwoConcurrentWorkers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got := activations(t, e.topic)
+	got := activations(t, e.topic, things)
 	if len(got) != things {
 		t.Errorf("activated %d things, want %d: %v", len(got), things, got)
 	}
@@ -246,7 +246,7 @@ func TestRedeliveryAfterCrashBetweenWriteAndEmitStillEmits(t *testing.T) {
 	if err := deliver(t, b, connectedJSON("dev-x", 2000)); err != nil {
 		t.Fatal(err)
 	}
-	if got := activations(t, e.topic); got["dev-x"] != 1 || len(got) != 1 {
+	if got := activations(t, e.topic, 1); got["dev-x"] != 1 || len(got) != 1 {
 		t.Errorf("activations after crash = %v, want dev-x:1", got)
 	}
 }

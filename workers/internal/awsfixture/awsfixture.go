@@ -162,3 +162,15 @@ func SerializeDynamoDB(cfg *aws.Config) {
 			}), middleware.After)
 	})
 }
+
+// Expect receives until at least n notifications arrived (or timeout passed), then keeps receiving
+// until the queue stays empty for quiet, so duplicates still in flight are counted too.
+func (tp *Topic) Expect(t testing.TB, n int, timeout, quiet time.Duration) []Notification {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var out []Notification
+	for len(out) < n && time.Now().Before(deadline) {
+		out = append(out, tp.Drain(t, 100*time.Millisecond)...)
+	}
+	return append(out, tp.Drain(t, quiet)...)
+}
