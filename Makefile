@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: help run test vet fmt-check lint bench build chaos
+.PHONY: help run rules test vet fmt-check lint bench build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -10,7 +10,10 @@ help: ## list the targets
 build: ## build the thingpipe binary into bin/
 	$(GO) build -o bin/thingpipe ./cmd/thingpipe
 
-run: build ## the main job: run the default rule set on the sample messages, print what each rule does
+run: build ## the main job: the whole system on this machine (thingpipe local; ARGS="--duration 1m" etc.)
+	./bin/thingpipe local $(ARGS)
+
+rules: build ## dry run: what each default rule does with each sample message
 	./bin/thingpipe rules run deploy/rules testdata/messages
 
 test: vet fmt-check ## every test: vet, gofmt, and the race-enabled test suite (needs moto_server)

@@ -48,109 +48,12 @@ func parseObject(input string, b []byte) (object, error) {
 		}
 		return object{}, &DecodeError{Input: input, Kind: ErrInvalidUTF8, Detail: fmt.Sprintf("at byte %d", off)}
 	}
-	if err := scan(input, b); err != nil {
+	// A private copy: the fields returned are slices of it and must not change under the caller.
+	fields, err := scanObject(input, bytes.Clone(b))
+	if err != nil {
 		return object{}, err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
-		return object{}, &DecodeError{Input: input, Kind: ErrWrongType, Detail: "payload must be a JSON object"}
-	}
 	return object{input: input, fields: fields}, nil
-}
-
-type frame struct {
-	isObject  bool
-	expectKey bool
-	keys      map[string]struct{}
-	path      string
-	key       string
-}
-
-// markValueDone records that a value ended: inside an object, the next token is a key.
-func markValueDone(stack []*frame) {
-	if n := len(stack); n > 0 && stack[n-1].isObject {
-		stack[n-1].expectKey = true
-	}
-}
-
-// scan walks every token of b once.
-func scan(input string, b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var stack []*frame
-	pathOf := func() string {
-		if len(stack) == 0 {
-			return ""
-		}
-		top := stack[len(stack)-1]
-		if top.isObject {
-			return joinPath(top.path, top.key)
-		}
-		return top.path + "[]"
-	}
-	first := true
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			if first {
-				return &DecodeError{Input: input, Kind: ErrNotJSON, Detail: "empty payload"}
-			}
-			return nil
-		}
-		if err != nil {
-			return notJSON(input, err, dec.InputOffset())
-		}
-		if first && len(stack) == 0 {
-			if d, ok := tok.(json.Delim); !ok || d != '{' {
-				if !ok {
-					return &DecodeError{Input: input, Kind: ErrWrongType, Detail: "payload must be a JSON object"}
-				}
-				return &DecodeError{Input: input, Kind: ErrWrongType, Detail: "payload must be a JSON object, not an array"}
-			}
-		} else if len(stack) == 0 {
-			return &DecodeError{Input: input, Kind: ErrNotJSON, Detail: fmt.Sprintf("data after the object at byte %d", dec.InputOffset())}
-		}
-		first = false
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.isObject && top.expectKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				markValueDone(stack)
-				continue
-			}
-			key := tok.(string) // the decoder guarantees object keys are strings
-			if _, dup := top.keys[key]; dup {
-				return &DecodeError{Input: input, Field: joinPath(top.path, key), Kind: ErrDuplicateKey}
-			}
-			top.keys[key] = struct{}{}
-			top.key = key
-			top.expectKey = false
-			continue
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{', '[':
-				if len(stack) >= MaxDepth {
-					return &DecodeError{Input: input, Field: pathOf(), Kind: ErrTooDeep, Detail: fmt.Sprintf("limit %d levels", MaxDepth)}
-				}
-				stack = append(stack, &frame{isObject: v == '{', expectKey: v == '{', keys: map[string]struct{}{}, path: pathOf()})
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-				markValueDone(stack)
-			}
-		case json.Number:
-			if err := checkNumber(v); err != nil {
-				return &DecodeError{Input: input, Field: pathOf(), Kind: ErrNumberRange, Detail: err.Error()}
-			}
-			markValueDone(stack)
-		default:
-			markValueDone(stack)
-		}
-	}
 }
 
 func checkNumber(n json.Number) error {
@@ -229,7 +132,12 @@ func (o object) str(key string, required bool) (string, error) {
 		return "", nil
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if typeName(raw) != "string" {
+		return "", o.errf(key, ErrWrongType, "want string, got %s", typeName(raw))
+	}
+	if t := bytes.TrimSpace(raw); bytes.IndexByte(t, '\\') < 0 {
+		s = string(t[1 : len(t)-1]) // the scanner checked it: no escapes, nothing to decode
+	} else if err := json.Unmarshal(raw, &s); err != nil {
 		return "", o.errf(key, ErrWrongType, "want string, got %s", typeName(raw))
 	}
 	if required && s == "" {

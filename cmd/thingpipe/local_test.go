@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -84,7 +85,18 @@ func TestLocalEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A thing created through the IoT API produces its registry event too, as in AWS IoT.
+	const iotThing = "dev-e2e-iot"
+	if _, err := iot.NewFromConfig(cfg).CreateThing(ctx, &iot.CreateThingInput{ThingName: aws.String(iotThing)}); err != nil {
+		t.Fatalf("CreateThing: %v", err)
+	}
+	mqttConnect(t, mqttAddr, iotThing)
+
 	ddb := dynamodb.NewFromConfig(cfg)
+	eventually(t, "thing created through the IoT API is ACTIVE", func() (bool, string) {
+		item := getItem(t, ddb, "thingpipe-devices", "thingName", iotThing)
+		return attrString(item, "state") == "ACTIVE", fmt.Sprint(item)
+	})
 	eventually(t, "device ACTIVE in thingpipe-devices", func() (bool, string) {
 		item := getItem(t, ddb, "thingpipe-devices", "thingName", thing)
 		return attrString(item, "state") == "ACTIVE", fmt.Sprint(item)

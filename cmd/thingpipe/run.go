@@ -250,6 +250,7 @@ func (b *builder) sqsSubscriber(concurrency int) (*tpsqs.Subscriber, error) {
 	return tpsqs.NewSubscriber(tpsqs.SubscriberConfig{
 		Client:             b.c.sqs,
 		Logger:             b.log,
+		OnInFlight:         b.metrics.SetSQSInFlight,
 		Receivers:          q.Receivers,
 		MaxInFlight:        concurrency,
 		VisibilityTimeout:  q.VisibilityTimeout.D(),

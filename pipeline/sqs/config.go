@@ -21,6 +21,11 @@ type SubscriberConfig struct {
 	Client SubscriberAPI
 	// Logger gets failures that cannot be returned (a delete that failed for good …). Default slog.Default().
 	Logger *slog.Logger
+	// OnInFlight, if set, is called with the queue's name and the number of messages the subscription
+	// holds (received, not yet acked or nacked) whenever that number changes; e.g. for a gauge. It
+	// is called with the subscription's lock held, in order: it must be quick and must not call back
+	// into the subscriber.
+	OnInFlight func(queue string, n int)
 
 	// Receivers is the number of concurrent ReceiveMessage loops per subscription. Default 2.
 	Receivers int

@@ -43,12 +43,12 @@ func newPair(t *testing.T, client testClientAPI, subCfg SubscriberConfig, pubCfg
 func TestRoundTripKeepsUUIDAndMetadata(t *testing.T) {
 	client := testClient(t)
 	for _, tc := range []struct {
-		name        string
-		byURL       bool
-		fifo        bool
-		metadata    map[string]string
-		wantGroup   string
-		wantDedup   string
+		name      string
+		byURL     bool
+		fifo      bool
+		metadata  map[string]string
+		wantGroup string
+		wantDedup string
 	}{
 		{name: "standard by name", metadata: map[string]string{"thingName": "dev-42", "reason": "bad json"}},
 		{name: "standard by URL", byURL: true, metadata: map[string]string{"a": "1"}},
@@ -802,4 +802,64 @@ func waitInFlight(t *testing.T, client *sqs.Client, url, n string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s messages in flight, want %s", inFlight, n)
+}
+
+func TestOnInFlightReportsHeldMessages(t *testing.T) {
+	client := testClient(t)
+	name, url := createQueue(t, client, "inflight", false)
+	for i := range 3 {
+		if _, err := client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var seen []int
+	var queues []string
+	cfg := fastConfig(nil)
+	cfg.OnInFlight = func(queue string, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen, queues = append(seen, n), append(queues, queue)
+	}
+	_, sub := newPair(t, client, cfg, PublisherConfig{})
+	msgs, err := sub.Subscribe(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*message.Message
+	for len(got) < 3 {
+		got = append(got, next(t, msgs, 10*time.Second))
+	}
+	mu.Lock()
+	peak := 0
+	for _, n := range seen {
+		peak = max(peak, n)
+	}
+	mu.Unlock()
+	if peak != 3 {
+		t.Errorf("peak in flight reported %d with 3 messages held, want 3 (reports %v)", peak, seen)
+	}
+	got[0].Ack()
+	got[1].Nack()
+	got[2].Ack()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		last := seen[len(seen)-1]
+		mu.Unlock()
+		if last == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in flight still %d after every message was settled", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, q := range queues {
+		if q != name {
+			t.Fatalf("OnInFlight queue %q, want %q", q, name)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path"
 	"sync"
 	"time"
 
@@ -144,6 +145,7 @@ type subscription struct {
 	cancelMsgs context.CancelFunc
 	abort      chan struct{} // closed after CloseTimeout: stop waiting for acks
 
+	queue      string // the queue's name, for OnInFlight
 	capacity   *capacity
 	deletes    *batcher
 	visibility *batcher
@@ -160,7 +162,7 @@ type subscription struct {
 
 func newSubscription(ctx context.Context, cfg SubscriberConfig, url string) *subscription {
 	s := &subscription{
-		cfg: cfg, client: cfg.Client, url: url, fifo: isFIFO(url),
+		cfg: cfg, client: cfg.Client, url: url, fifo: isFIFO(url), queue: path.Base(url),
 		log:           cfg.Logger.With("queue", url),
 		out:           make(chan *message.Message),
 		abort:         make(chan struct{}),
@@ -289,6 +291,8 @@ func (s *subscription) dispatch(msgs []types.Message, start time.Time) {
 	for _, r := range batch {
 		s.held[r] = struct{}{}
 	}
+	// Reported under the lock so reports arrive in order and a gauge never ends on a stale value.
+	s.reportInFlight(len(s.held))
 	s.mu.Unlock()
 	if !s.fifo {
 		s.runners.Add(len(batch))
@@ -355,6 +359,8 @@ func (s *subscription) ack(r *received) {
 	r.cancel()
 	s.mu.Lock()
 	delete(s.held, r)
+	// Reported under the lock so reports arrive in order and a gauge never ends on a stale value.
+	s.reportInFlight(len(s.held))
 	s.mu.Unlock()
 	s.deletes.add(handleEntry{id: r.id, handle: r.handle})
 	s.capacity.release(1)
@@ -366,6 +372,8 @@ func (s *subscription) settle(rs []*received, visibility int32) {
 	for _, r := range rs {
 		delete(s.held, r)
 	}
+	// Reported under the lock so reports arrive in order and a gauge never ends on a stale value.
+	s.reportInFlight(len(s.held))
 	s.mu.Unlock()
 	for _, r := range rs {
 		r.cancel()
@@ -428,6 +436,13 @@ func (s *subscription) settled(f entryFailure) bool {
 	_, held := s.held[f.entry.beat]
 	s.mu.Unlock()
 	return !held
+}
+
+// reportInFlight tells the configured observer how many messages the subscription holds.
+func (s *subscription) reportInFlight(n int) {
+	if s.cfg.OnInFlight != nil {
+		s.cfg.OnInFlight(s.queue, n)
+	}
 }
 
 func (s *subscription) heldCount() int {

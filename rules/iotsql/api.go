@@ -96,7 +96,7 @@ func (q *Query) Version() Version { return q.version }
 func (q *Query) TopicFilter() string { return q.stmt.topic }
 
 // MatchesTopic reports whether topic matches the FROM filter (MQTT + and # wildcards).
-func (q *Query) MatchesTopic(topic string) bool { return topicMatches(q.stmt.topic, topic) }
+func (q *Query) MatchesTopic(topic string) bool { return q.stmt.filter.match(topic) }
 
 // Unsupported lists the functions the query calls that need AWS (or data a local broker does not
 // have) and evaluate to Undefined locally, sorted by name.
@@ -105,7 +105,7 @@ func (q *Query) Unsupported() []string { return append([]string(nil), q.unsuppor
 // Message is one MQTT message and its evaluation context. Its payload is decoded at most once, however
 // many queries evaluate it; a Message is not safe for concurrent use. The decoded form reads Payload
 // in place: do not modify Payload's bytes while the Message is in use (assigning a new slice is fine
-// and is noticed).
+// and is noticed). Use one Message per MQTT message, and do not copy one that has been evaluated.
 type Message struct {
 	Topic     string
 	Payload   []byte
@@ -136,7 +136,7 @@ type Result struct {
 // Eval evaluates the query on m. An error means the payload could not be evaluated at all
 // (for example, it is not JSON where the query needs JSON); errors are wrapped with context.
 func (q *Query) Eval(m *Message) (Result, error) {
-	if !topicMatches(q.stmt.topic, m.Topic) {
+	if !q.stmt.filter.match(m.Topic) {
 		return Result{}, nil
 	}
 	ev := evaluator{m: m, v2: q.version == Version20160323, version: q.version}

@@ -18,10 +18,11 @@ type msgState struct {
 	d       doc
 	stack   []value
 	now     time.Time
-	// In-place storage so that a typical message needs no allocation beyond its Message.
-	nodeBuf  [48]node
-	stackBuf [8]value
-	decodes  int // how many times the payload was decoded (tests check it is at most once)
+	// In-place storage for the decoded payload of a typical message. It holds no pointers and comes
+	// last, so that it costs the garbage collector nothing.
+	decodes int   // how many times the payload was decoded (tests check it is at most once)
+	rootV   value // the decoded payload's root value
+	nodeBuf [48]node
 }
 
 // state returns m's cache, resetting it when the payload changed since the last evaluation.
@@ -32,7 +33,8 @@ func (m *Message) state() *msgState {
 		ptr = unsafe.SliceData(m.Payload)
 	}
 	if st.decoded && (st.ptr != ptr || st.n != len(m.Payload)) {
-		st.decoded = false
+		st.decoded = false // a new payload: a new message
+		st.now = time.Time{}
 	}
 	return st
 }
@@ -53,11 +55,15 @@ func (m *Message) root() (value, bool) {
 		// The document reads the payload in place (no copy): Payload must not change while the
 		// Message is being evaluated. Nothing that outlives an evaluation refers to it.
 		st.isJSON = st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
+		st.rootV = undef
+		if st.isJSON {
+			st.rootV = st.d.value(0)
+		}
 	}
 	if !st.isJSON {
 		return undef, false
 	}
-	return st.d.value(0), true
+	return st.rootV, true
 }
 
 type evaluator struct {
@@ -81,7 +87,7 @@ type evaluator struct {
 func (ev *evaluator) setVars(sets []setAssign) int {
 	st := ev.st
 	if st.stack == nil {
-		st.stack = st.stackBuf[:0]
+		st.stack = make([]value, 0, 8)
 	}
 	base := len(st.stack)
 	ev.sets = sets
@@ -125,8 +131,8 @@ func (ev *evaluator) payload() value {
 
 // norm applies the 2016-03-23 rule that whole-number Decimals are Ints to values read from JSON.
 func (ev *evaluator) norm(v value) value {
-	if v.k == kDec {
-		return decV(v.f(), ev.v2)
+	if v.k == kDec && ev.v2 {
+		return decOf(v.dec(), true)
 	}
 	return v
 }
@@ -224,14 +230,14 @@ func (ev *evaluator) neg(v value) value {
 	switch v.k {
 	case kInt:
 		if v.i == math.MinInt64 {
-			return decV(-float64(v.i), ev.v2)
+			return decOf(decFromInt(v.i).neg(), ev.v2)
 		}
 		return intV(-v.i)
 	case kDec:
-		return decV(-v.f(), ev.v2)
+		return decOf(v.dec().neg(), ev.v2)
 	case kStr:
-		if f, ok := parseDecimalString(v.s); ok {
-			return decV(-f, ev.v2)
+		if d, ok := parseDecimalString(v.s); ok {
+			return decOf(d.neg(), ev.v2)
 		}
 	}
 	return undef
@@ -250,6 +256,11 @@ func (ev *evaluator) binary(x *binExpr) value {
 			return boolV(a && b)
 		}
 		return boolV(a || b)
+	}
+	if x.fast != nil {
+		if v, ok := ev.fastCompare(x.fast); ok {
+			return v
+		}
 	}
 	l := ev.eval(x.l)
 	r := ev.eval(x.r)
@@ -294,17 +305,12 @@ func compare(op tokKind, l, r value) value {
 		if (l.k != kInt && l.k != kDec && l.k != kStr) || (r.k != kInt && r.k != kDec && r.k != kStr) {
 			return undef
 		}
-		a, ok1 := l.toDecimal()
-		b, ok2 := r.toDecimal()
+		a, ok1 := l.toDec()
+		b, ok2 := r.toDec()
 		if !ok1 || !ok2 {
 			return undef
 		}
-		switch {
-		case a < b:
-			c = -1
-		case a > b:
-			c = 1
-		}
+		c = a.cmp(b)
 	}
 	switch op {
 	case tLt:
@@ -393,41 +399,39 @@ func arith(op tokKind, l, r value, v2 bool) value {
 			}
 			return intV(a % b)
 		}
-		// Int overflow: the reference's Int has 34 digits; we fall back to a Decimal.
-		return arithFloat(op, float64(a), float64(b), v2)
+		// Int overflow: the reference's Int has 34 digits; we continue as a Decimal.
+		return arithDec(op, decFromInt(a), decFromInt(b), v2)
 	}
 	ok := func(v value) bool { return v.k == kInt || v.k == kDec || (v.k == kStr && op != tPlus) }
 	if !ok(l) || !ok(r) {
 		return undef
 	}
-	a, ok1 := l.toDecimal()
-	b, ok2 := r.toDecimal()
+	a, ok1 := l.toDec()
+	b, ok2 := r.toDec()
 	if !ok1 || !ok2 {
 		return undef
 	}
-	return arithFloat(op, a, b, v2)
+	return arithDec(op, a, b, v2)
 }
 
-func arithFloat(op tokKind, a, b float64, v2 bool) value {
+// arithDec is decimal arithmetic, exact to 18 digits (so 0.1 + 0.2 is 0.3, as with AWS's
+// BigDecimal); division by zero and results out of range are Undefined.
+func arithDec(op tokKind, a, b dec, v2 bool) value {
+	var r dec
+	var ok bool
 	switch op {
 	case tPlus:
-		return decV(a+b, v2)
+		r, ok = a.add(b)
 	case tMinus:
-		return decV(a-b, v2)
+		r, ok = a.sub(b)
 	case tStar:
-		return decV(a*b, v2)
+		r, ok = a.mul(b)
 	case tSlash:
-		if b == 0 {
-			return undef
-		}
-		return decV(a/b, v2)
+		r, ok = a.quo(b)
 	case tPercent:
-		if b == 0 {
-			return undef
-		}
-		return decV(math.Mod(a, b), v2)
+		r, ok = a.rem(b)
 	}
-	return undef
+	return decOK(r, ok, v2)
 }
 
 func (ev *evaluator) caseOf(x *caseExpr) value {
@@ -598,7 +602,7 @@ func (ev *evaluator) output(q *selectStmt) (json.RawMessage, bool) {
 func (ev *evaluator) writeTop(q *selectStmt, b []byte) []byte {
 	st := ev.st
 	if st.stack == nil {
-		st.stack = st.stackBuf[:0]
+		st.stack = make([]value, 0, 8)
 	}
 	base := len(st.stack)
 	for _, it := range q.items {
@@ -644,13 +648,19 @@ func (ev *evaluator) writeItems(q *selectStmt, vals []value, b []byte) []byte {
 					}
 				}
 				if !replaced {
+					mark := len(b)
 					if !first {
 						b = append(b, ',')
 					}
-					first = false
 					b = d.appendString(b, kn)
 					b = append(b, ':')
+					start := len(b)
 					b = d.appendJSON(b, vn, ev.v2)
+					if len(b) == start {
+						b = b[:mark] // Undefined (a number out of range)
+					} else {
+						first = false
+					}
 				}
 				kn = next
 			}
@@ -709,4 +719,63 @@ func appendMember(b []byte, first *bool, key string, v value, v2 bool) []byte {
 	b = appendJSONString(b, key)
 	b = append(b, ':')
 	return appendJSON(b, v, v2)
+}
+
+// fastCompare evaluates "path op literal" directly on the decoded payload: the member's text is
+// compared with the literal without building values. ok is false when the member is not a plain
+// number or string of the payload; the caller then evaluates the general way (same result).
+func (ev *evaluator) fastCompare(f *fastCmp) (value, bool) {
+	cur := ev.current()
+	if ev.err != nil {
+		return undef, true
+	}
+	if cur.doc == nil || cur.k != kObj {
+		return undef, false
+	}
+	d := cur.doc
+	i := d.lookup(cur.n, f.names)
+	if i < 0 {
+		return undef, true // a missing member is Undefined, and so is any comparison with it
+	}
+	n := &d.nodes[i]
+	text := d.src[n.start:n.end]
+	var c int
+	switch {
+	case f.num && (n.k == kInt || n.k == kDec):
+		v, ok := parseDec(text)
+		if !ok {
+			return undef, false
+		}
+		c = v.cmp(f.lit)
+	case !f.num && n.k == kStr && !n.esc:
+		eq := text == f.str
+		if f.op == tEq {
+			return boolV(eq), true
+		}
+		return boolV(!eq), true
+	case !f.num && (f.op == tEq || f.op == tNe) && n.k != kStr && n.k != kNull:
+		// A number, Boolean, array or object never equals a string: mismatched types (but a number
+		// out of range is Undefined).
+		if n.k == kInt || n.k == kDec {
+			if _, ok := parseDec(text); !ok {
+				return undef, true
+			}
+		}
+		return boolV(f.op == tNe), true
+	default:
+		return undef, false
+	}
+	switch f.op {
+	case tEq:
+		return boolV(c == 0), true
+	case tNe:
+		return boolV(c != 0), true
+	case tLt:
+		return boolV(c < 0), true
+	case tLe:
+		return boolV(c <= 0), true
+	case tGt:
+		return boolV(c > 0), true
+	}
+	return boolV(c >= 0), true
 }

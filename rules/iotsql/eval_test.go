@@ -155,3 +155,19 @@ func TestNonMatchingRulesDoNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestResultOutputShapes(t *testing.T) {
+	m := &Message{Topic: "a", Payload: []byte(`{"x":1}`)}
+	r, err := mustCompile(t, "SELECT VALUE missing FROM 'a'", DefaultVersion).Eval(m)
+	if err != nil || !r.Matched || r.Output == nil || len(r.Output) != 0 {
+		t.Fatalf("SELECT VALUE of Undefined: %+v %v; want matched, empty non-nil output", r, err)
+	}
+	r, err = mustCompile(t, "SELECT x FROM 'a' WHERE x = 2", DefaultVersion).Eval(m)
+	if err != nil || r.Matched || r.Output != nil {
+		t.Fatalf("WHERE false: %+v %v; want unmatched, nil output", r, err)
+	}
+	r, err = mustCompile(t, "SELECT x FROM 'b'", DefaultVersion).Eval(m)
+	if err != nil || r.Matched || r.Output != nil {
+		t.Fatalf("topic mismatch: %+v %v", r, err)
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"regexp"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -211,7 +210,7 @@ func init() {
 func (ev *evaluator) call(c *callExpr) value {
 	st := ev.st
 	if st.stack == nil {
-		st.stack = st.stackBuf[:0]
+		st.stack = make([]value, 0, 8)
 	}
 	base := len(st.stack)
 	for _, a := range c.args {
@@ -235,17 +234,18 @@ func (ev *evaluator) apply(c *callExpr, a []value) value {
 		switch a[0].k {
 		case kInt:
 			if a[0].i == math.MinInt64 {
-				return decV(-float64(a[0].i), v2)
+				return decOf(decFromInt(a[0].i).neg(), v2)
 			}
 			if a[0].i < 0 {
 				return intV(-a[0].i)
 			}
 			return a[0]
-		case kDec:
-			return decV(math.Abs(a[0].f()), v2)
-		case kStr:
-			if f, ok := parseDecimalString(a[0].s); ok {
-				return decV(math.Abs(f), v2)
+		case kDec, kStr:
+			if d, ok := a[0].toDec(); ok {
+				if d.coef < 0 {
+					d = d.neg()
+				}
+				return decOf(d, v2)
 			}
 		}
 		return undef
@@ -408,15 +408,7 @@ func (ev *evaluator) apply(c *callExpr, a []value) value {
 		}
 		return strV(strings.Trim(s, " \t\n\r\f\v"))
 	case fMod:
-		if a[0].k == kInt && a[1].k == kInt {
-			return arith(tPercent, a[0], a[1], v2)
-		}
-		x, ok1 := numArg(a[0])
-		y, ok2 := numArg(a[1])
-		if !ok1 || !ok2 || y == 0 {
-			return undef
-		}
-		return decV(math.Mod(x, y), v2)
+		return arith(tPercent, a[0], a[1], v2)
 	case fNanvl:
 		if a[0].k == kUndef || a[0].k == kNull {
 			return a[1]
@@ -434,7 +426,7 @@ func (ev *evaluator) apply(c *callExpr, a []value) value {
 		}
 		return intV(int64(len(s)))
 	case fParseTime:
-		return parseTimeFn(a, v2)
+		return parseTimeFn(c, a, v2)
 	case fPower:
 		x, ok1 := numArg(a[0])
 		y, ok2 := numArg(a[1])
@@ -483,7 +475,7 @@ func (ev *evaluator) apply(c *callExpr, a []value) value {
 	case fTanh:
 		return mathFn(a[0], math.Tanh, v2)
 	case fTimeToEpoch:
-		return timeToEpochFn(a, v2)
+		return timeToEpochFn(c, a, v2)
 	case fTimestamp:
 		return intV(ev.now().UnixMilli())
 	case fTopic:
@@ -555,22 +547,27 @@ func roundFn(id funcID, v value) value {
 	if v.k == kInt {
 		return v
 	}
-	f, ok := numArg(v)
+	if v.k != kDec && v.k != kStr {
+		return undef
+	}
+	d, ok := v.toDec()
 	if !ok {
 		return undef
 	}
+	var i int64
 	switch id {
 	case fCeil:
-		f = math.Ceil(f)
+		i, ok = d.ceilInt()
 	case fFloor:
-		f = math.Floor(f)
+		i, ok = d.floorInt()
 	default:
-		f = math.Round(f) // half away from zero: the reference's round(-1.5) = -2
+		i, ok = d.roundInt() // half away from zero: the reference's round(-1.5) = -2
 	}
-	if f < -9.2e18 || f > 9.2e18 {
-		return decRaw(f)
+	if !ok {
+		// Beyond an Int: such a Decimal is already a whole number.
+		return decOf(d.stripZeros(), false)
 	}
-	return intV(int64(f))
+	return intV(i)
 }
 
 // toIntNearest is the "To int" conversion used by get(): Decimals round to the nearest Int,
@@ -580,21 +577,13 @@ func toIntNearest(v value) (int64, bool) {
 	case kInt:
 		return v.i, true
 	case kDec:
-		f := math.Round(v.f())
-		if f < -9.2e18 || f > 9.2e18 {
-			return 0, false
-		}
-		return int64(f), true
+		return v.dec().roundInt()
 	case kStr:
-		f, ok := parseDecimalString(v.s)
+		d, ok := parseDecimalString(v.s)
 		if !ok {
 			return 0, false
 		}
-		f = math.Trunc(f)
-		if f < -9.2e18 || f > 9.2e18 {
-			return 0, false
-		}
-		return int64(f), true
+		return d.trunc(0).toInt()
 	}
 	return 0, false
 }
@@ -699,15 +688,23 @@ func castTo(v value, ty string, v2 bool) value {
 		switch v.k {
 		case kBool:
 			if v.b {
-				return decV(1, v2)
+				return decOf(dec{10, -1}, v2) // 1.0
 			}
-			return decV(0, v2)
+			return decOf(dec{0, -1}, v2) // 0.0
 		case kInt, kDec, kStr:
-			f, ok := v.toDecimal()
+			if ty == "double" {
+				// "Casts value to Decimal (with double precision)".
+				f, ok := v.toDecimal()
+				if !ok {
+					return undef
+				}
+				return decV(f, v2)
+			}
+			d, ok := v.toDec() // an Int gives "a Decimal with no decimal point"
 			if !ok {
 				return undef
 			}
-			return decV(f, v2)
+			return decOf(d, v2)
 		}
 		return undef
 	case "bool", "boolean":
@@ -715,7 +712,7 @@ func castTo(v value, ty string, v2 bool) value {
 		case kInt:
 			return boolV(v.i != 0)
 		case kDec:
-			return boolV(v.f() != 0)
+			return boolV(v.coefNonZero())
 		case kBool:
 			return v
 		case kStr:
@@ -939,7 +936,10 @@ func truncFn(x, n value, v2 bool) value {
 	if x.k == kInt && n.k == kInt {
 		return x
 	}
-	f, ok := numArg(x)
+	if x.k != kInt && x.k != kDec && x.k != kStr {
+		return undef
+	}
+	d, ok := x.toDec()
 	if !ok {
 		return undef
 	}
@@ -951,23 +951,5 @@ func truncFn(x, n value, v2 bool) value {
 		return undef
 	}
 	places = max(0, min(34, places))
-	s := strconv.FormatFloat(f, 'f', -1, 64)
-	if dot := strings.IndexByte(s, '.'); dot >= 0 {
-		if places == 0 {
-			s = s[:dot]
-		} else if int64(len(s)-dot-1) > places {
-			s = s[:dot+1+int(places)]
-		}
-		if strings.IndexByte(s, '.') >= 0 {
-			s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-		}
-	}
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return intV(i)
-	}
-	t, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return undef
-	}
-	return decV(t, v2)
+	return decOf(d.trunc(int32(places)).stripZeros(), true)
 }

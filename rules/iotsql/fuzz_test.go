@@ -39,7 +39,7 @@ func FuzzCompile(f *testing.F) {
 			}
 			m := &Message{Topic: "a/b", Payload: payload, Timestamp: time.UnixMilli(1)}
 			// Evaluate with any topic: exercise SELECT and WHERE even if FROM would not match.
-			q.stmt.topic = "#"
+			q.stmt.filter = compileTopicFilter("#")
 			r, err := q.Eval(m)
 			if err != nil {
 				t.Fatalf("Eval(%q): %v", sql, err)
@@ -55,7 +55,8 @@ func FuzzCompile(f *testing.F) {
 // JSON, and non-JSON payloads give ErrPayloadNotJSON or (for SELECT *) the raw bytes.
 func FuzzEval(f *testing.F) {
 	for _, s := range []string{telemetry, `[]`, `{"a":"\u0000\ud800"}`, `{"e":[{"n":1},{"n":"x"},3]}`, "\x00\xff", `1e400`, `{"a":{"a":{"a":[[[[1]]]]}}}`,
-		`[1.50, 10.0, 0.0000001, 0.000001, -0.0, -0, 123456789012345678, 12345678901234567890, 1e5, 0.1, 1.0000000000000002, "\u00e9", "\ud800", "é"]`} {
+		`[1.50, 10.0, 0.0000001, 0.000001, -0.0, -0, 123456789012345678, 12345678901234567890, 1e5, 0.1, 1.0000000000000002, "\u00e9", "\ud800", "é"]`,
+		`[0.0, 0.000000, 0.0000000, -0.00, 1234567890.12345678, 1234567890.123456789, 0.0000012, 100.000, 1E-999, 1E-1000, 9.99E999, 1e1000]`} {
 		f.Add([]byte(s))
 	}
 	sqls := []string{

@@ -3,7 +3,6 @@ package iotsql
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -394,16 +393,13 @@ func (d *doc) value(i int32) value {
 		if v, err := strconv.ParseInt(text, 10, 64); err == nil {
 			return intV(v)
 		}
-		// Beyond int64: kept as a Decimal (the reference's Int has 34 digits; see docs).
-		f, _ := strconv.ParseFloat(text, 64)
-		return decV(f, false)
+		// Beyond int64: a Decimal (the reference's Int has 34 digits; see docs).
+		dv, ok := parseDec(text)
+		return decOK(dv, ok, false)
 	case kDec:
-		// Beyond float64's range (AWS's Decimal goes to 9.999E999) a number is Undefined here.
-		f, err := strconv.ParseFloat(d.src[n.start:n.end], 64)
-		if err != nil && !isRangeErr(err) {
-			return undef
-		}
-		return decV(f, false)
+		// Beyond the reference's range (1E-999 to 9.999E999) a number is Undefined.
+		dv, ok := parseDec(d.src[n.start:n.end])
+		return decOK(dv, ok, false)
 	case kArr, kObj:
 		return value{k: n.k, doc: d, n: i}
 	}
@@ -449,8 +445,10 @@ func (d *doc) appendJSON(b []byte, i int32, v2 bool) []byte {
 		}
 		b = append(b, open)
 		j := i + 1
+		first := true
 		for c := int32(0); c < n.count; c++ {
-			if c > 0 {
+			mark := len(b)
+			if !first {
 				b = append(b, ',')
 			}
 			if n.k == kObj {
@@ -458,7 +456,13 @@ func (d *doc) appendJSON(b []byte, i int32, v2 bool) []byte {
 				b = append(b, ':')
 				j++
 			}
+			start := len(b)
 			b = d.appendJSON(b, j, v2)
+			if len(b) == start {
+				b = b[:mark] // an Undefined value (a number out of range) is left out
+			} else {
+				first = false
+			}
 			j = d.nodes[j].next
 		}
 		return append(b, close)
@@ -498,49 +502,49 @@ func (d *doc) appendString(b []byte, i int32) []byte {
 }
 
 // canonicalDecimal reports whether text (a JSON number with a fraction or exponent) is exactly what
-// appendDec prints for its value: plain notation, at most 15 significant digits (so that the shortest
-// representation is the text itself), no superfluous trailing zero, magnitude at least 1e-6; with
-// SQL 2016-03-23 a whole number is printed as an Int, so "10.0" is not canonical there.
+// appendDec prints for its value: no exponent, not a negative zero, at most 18 significant digits,
+// and not below 1E-6 (BigDecimal's toString switches to scientific notation there); with SQL
+// 2016-03-23 a whole number prints as an Int, so "10.0" is not canonical there.
 func canonicalDecimal(text string, v2 bool) bool {
-	dot := -1
-	digits := 0
-	leadingZeros := true
-	fracZeros := true
+	sig := 0          // significant digits
+	leading := true   // still in leading zeros
+	fracZeros := true // the fraction is all zeros
+	nonZero := false  // any non-zero digit
+	scale, point := 0, false
 	for k := 0; k < len(text); k++ {
 		c := text[k]
 		switch {
 		case c == '.':
-			dot = k
+			point = true
 		case c == 'e' || c == 'E':
 			return false
 		case c >= '0' && c <= '9':
-			if c != '0' {
-				leadingZeros = false
-				if dot >= 0 {
+			if point {
+				scale++
+				if c != '0' {
 					fracZeros = false
 				}
 			}
-			if !leadingZeros {
-				digits++
+			if c != '0' {
+				leading, nonZero = false, true
+			}
+			if !leading {
+				sig++
 			}
 		}
 	}
-	if dot < 0 || digits > 15 || leadingZeros {
+	if !point || sig > 18 {
 		return false
 	}
-	frac := text[dot+1:]
-	if fracZeros {
-		return !v2 && frac == "0"
+	if !nonZero {
+		// Zero: "0.0" prints as itself; "-0.0" loses its sign; "0.0000000" becomes "0E-7".
+		return !v2 && text[0] != '-' && scale <= 6
 	}
-	if frac[len(frac)-1] == '0' {
+	if v2 && fracZeros {
 		return false
 	}
-	// Magnitude below 1e-6 is printed in E notation.
-	intPart := strings.TrimPrefix(text[:dot], "-")
-	if intPart == "0" && len(frac) >= 6 && strings.HasPrefix(frac, "000000") {
-		return false
-	}
-	return true
+	adjusted := sig - 1 - scale
+	return adjusted >= -6
 }
 
 // lookup follows a path of member names from node i; -1 when a member is missing or a value on

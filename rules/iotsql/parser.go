@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ---- AST ----
@@ -43,6 +44,17 @@ type binExpr struct {
 	p    pos
 	op   tokKind // arithmetic, comparison, AND, OR, IN, ||, or tIdent for CONTAINS
 	l, r expr
+	fast *fastCmp // "path op literal", the usual WHERE condition, compared without building values
+}
+
+// fastCmp is a comparison of a member path with a number or string literal.
+type fastCmp struct {
+	names   []string
+	op      tokKind // as if the path were on the left
+	num     bool    // the literal is a number (lit), else a string (str)
+	lit     dec
+	str     string
+	literal value
 }
 
 type callExpr struct {
@@ -52,6 +64,9 @@ type callExpr struct {
 	args []expr
 	cast string         // cast(x AS type): the lower-case type name
 	re   *regexp.Regexp // a literal regular expression, compiled once
+	// parse_time/time_to_epoch with literal arguments: the pattern and zone, resolved once.
+	pattern []patItem
+	loc     *time.Location
 }
 
 type caseExpr struct {
@@ -112,7 +127,8 @@ type selectStmt struct {
 	value    bool
 	items    []selItem
 	topic    string // top level: the FROM topic filter
-	fromExpr expr   // nested query: the array or object to query
+	filter   topicFilter
+	fromExpr expr // nested query: the array or object to query
 	where    expr
 }
 
@@ -314,6 +330,7 @@ func (p *parser) parseQuery(nested bool) *selectStmt {
 			return nil
 		}
 		q.topic = p.cur.text
+		q.filter = compileTopicFilter(q.topic)
 		p.advance()
 	}
 	if p.cur.k == tWhere {
@@ -386,7 +403,8 @@ func (p *parser) parseItem(n int) selItem {
 	if p.cur.k == tAs {
 		p.advance()
 		for {
-			if p.cur.k != tIdent && !(p.cur.k >= tSelect && p.cur.k != tFrom && p.cur.k != tWhere) {
+			// A name, or a keyword other than FROM and WHERE (AS value, AS end, ...).
+			if p.cur.k != tIdent && (p.cur.k < tSelect || p.cur.k == tFrom || p.cur.k == tWhere) {
 				p.fail(p.cur.pos, "expected a name after AS, found %s", describe(p.cur))
 				return selItem{}
 			}
@@ -479,7 +497,11 @@ func (p *parser) parseCmp() expr {
 		op, at := p.cur.k, p.cur.pos
 		p.advance()
 		r := p.parseAdd()
-		return &binExpr{p: at, op: op, l: l, r: r}
+		b := &binExpr{p: at, op: op, l: l, r: r}
+		if op != tIn {
+			b.fast = fastCompare(op, l, r)
+		}
+		return b
 	case tIdent:
 		if strings.EqualFold(p.cur.text, "contains") {
 			at := p.cur.pos
@@ -539,7 +561,7 @@ func (p *parser) parseUnary() expr {
 				return &litExpr{p: at, v: intV(-lit.v.i)}
 			}
 			if lit.v.k == kDec {
-				return &litExpr{p: at, v: decRaw(-lit.v.f())}
+				return &litExpr{p: at, v: decOf(lit.v.dec().neg(), false)}
 			}
 		}
 		return &unaryExpr{p: at, op: tMinus, x: x}
@@ -690,16 +712,12 @@ func (p *parser) numberLit(t token) value {
 	if v, err := strconv.ParseInt(t.text, 10, 64); err == nil {
 		return intV(v)
 	}
-	f, err := strconv.ParseFloat(t.text, 64)
-	if err != nil && !isRangeErr(err) {
-		p.fail(t.pos, "invalid number %s", t.text)
-		return undef
-	}
-	if math.IsInf(f, 0) {
+	d, ok := parseDec(t.text)
+	if !ok {
 		p.fail(t.pos, "number %s is out of range", t.text)
 		return undef
 	}
-	return decV(f, p.v2)
+	return decOf(d, p.v2)
 }
 
 func (p *parser) parseCall() expr {
@@ -795,6 +813,20 @@ func (p *parser) parseCall() expr {
 	}
 	if fi.external {
 		p.unsup[name] = true
+	}
+	if fi.id == fParseTime || fi.id == fTimeToEpoch {
+		pi := 0
+		if fi.id == fTimeToEpoch {
+			pi = 1
+		}
+		if lit, ok := c.args[pi].(*litExpr); ok && lit.v.k == kStr {
+			c.pattern, _ = compilePattern(lit.v.s) // nil (Undefined at run time) when invalid
+		}
+		if fi.id == fParseTime && len(c.args) == 3 {
+			if lit, ok := c.args[2].(*litExpr); ok && lit.v.k == kStr {
+				c.loc, _ = lookupZone(lit.v.s)
+			}
+		}
 	}
 	if (fi.id == fRegexpMatches || fi.id == fRegexpReplace || fi.id == fRegexpSubstr) && len(c.args) > 1 {
 		if lit, ok := c.args[1].(*litExpr); ok && lit.v.k == kStr {
@@ -933,4 +965,47 @@ func foldArray(a *arrLit) expr {
 		vals = append(vals, lit.v)
 	}
 	return &litExpr{p: a.p, v: arrV(vals)}
+}
+
+// fastCompare recognises "a.b.c op literal" and "literal op a.b.c".
+func fastCompare(op tokKind, l, r expr) *fastCmp {
+	path, okp := l.(*accessExpr)
+	lit, okl := r.(*litExpr)
+	if !okp || !okl {
+		path, okp = r.(*accessExpr)
+		lit, okl = l.(*litExpr)
+		if !okp || !okl {
+			return nil
+		}
+		switch op { // mirror: 5 > x is x < 5
+		case tLt:
+			op = tGt
+		case tLe:
+			op = tGe
+		case tGt:
+			op = tLt
+		case tGe:
+			op = tLe
+		}
+	}
+	if path.names == nil {
+		return nil
+	}
+	f := &fastCmp{names: path.names, op: op, literal: lit.v}
+	switch lit.v.k {
+	case kInt, kDec:
+		d, ok := lit.v.toDec()
+		if !ok {
+			return nil
+		}
+		f.num, f.lit = true, d
+	case kStr:
+		if op != tEq && op != tNe {
+			return nil // ordering with strings converts them: the general path
+		}
+		f.str = lit.v.s
+	default:
+		return nil
+	}
+	return f
 }

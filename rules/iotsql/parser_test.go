@@ -165,3 +165,48 @@ func TestTopicMatching(t *testing.T) {
 		}
 	}
 }
+
+// topicMatchesRef is a straightforward level-by-level matcher, the reference for topicFilter.match.
+func topicMatchesRef(filter, topic string) bool {
+	if filter == "" || topic == "" {
+		return false
+	}
+	if topic[0] == '$' && (filter[0] == '+' || filter[0] == '#') {
+		return false
+	}
+	for {
+		// next level of each
+		fl, frest, fmore := cutLevel(filter)
+		if fl == "#" {
+			return true
+		}
+		tl, trest, tmore := cutLevel(topic)
+		if fl != "+" && fl != tl {
+			return false
+		}
+		if !fmore && !tmore {
+			return true
+		}
+		if !tmore {
+			// "a/#" also matches "a".
+			return fmore && frest == "#"
+		}
+		if !fmore {
+			return false
+		}
+		filter, topic = frest, trest
+	}
+}
+
+func TestTopicFilterMatchesReference(t *testing.T) {
+	filters := []string{"a", "a/b", "a/+", "+", "#", "a/#", "+/b", "+/+", "a/+/c", "$aws/#", "$aws/+/x", "/a", "a/", "+/#", "a/b/#"}
+	topics := []string{"a", "a/b", "a/c", "b", "a/b/c", "a/", "/a", "/", "//", "$aws/x", "$aws/y/x", "a/b/c/d", "x/b", "a//c", "a/x/c", "$a"}
+	for _, f := range filters {
+		tf := compileTopicFilter(f)
+		for _, topic := range topics {
+			if got, want := tf.match(topic), topicMatchesRef(f, topic); got != want {
+				t.Errorf("filter %q topic %q: match = %v, reference %v", f, topic, got, want)
+			}
+		}
+	}
+}

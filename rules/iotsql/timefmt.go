@@ -188,28 +188,33 @@ func formatJava(items []patItem, t time.Time) (string, bool) {
 }
 
 // parseTimeFn implements parse_time(pattern, epochMillis[, timezone]).
-func parseTimeFn(a []value, v2 bool) value {
-	pat, ok := a[0].toStr(v2)
-	if !ok {
-		return undef
-	}
+func parseTimeFn(c *callExpr, a []value, v2 bool) value {
 	ms, ok := intArg(a[1])
 	if !ok {
 		return undef
 	}
-	loc := time.UTC
-	if len(a) == 3 {
-		name, ok := a[2].toStr(v2)
+	loc := c.loc
+	if loc == nil {
+		loc = time.UTC
+		if len(a) == 3 {
+			name, ok := a[2].toStr(v2)
+			if !ok {
+				return undef
+			}
+			if loc, ok = lookupZone(name); !ok {
+				return undef
+			}
+		}
+	}
+	items := c.pattern
+	if items == nil {
+		pat, ok := a[0].toStr(v2)
 		if !ok {
 			return undef
 		}
-		if loc, ok = lookupZone(name); !ok {
+		if items, ok = compilePattern(pat); !ok {
 			return undef
 		}
-	}
-	items, ok := compilePattern(pat)
-	if !ok {
-		return undef
 	}
 	s, ok := formatJava(items, time.UnixMilli(ms).In(loc))
 	if !ok {
@@ -289,15 +294,20 @@ func parseOffset(s string) (int, bool) {
 
 // timeToEpochFn implements time_to_epoch(timestamp, pattern): milliseconds since the epoch; a
 // timestamp without a zone is read as UTC (reference).
-func timeToEpochFn(a []value, v2 bool) value {
-	s, ok1 := a[0].toStr(v2)
-	pat, ok2 := a[1].toStr(v2)
-	if !ok1 || !ok2 {
-		return undef
-	}
-	items, ok := compilePattern(pat)
+func timeToEpochFn(c *callExpr, a []value, v2 bool) value {
+	s, ok := a[0].toStr(v2)
 	if !ok {
 		return undef
+	}
+	items := c.pattern
+	if items == nil {
+		pat, ok := a[1].toStr(v2)
+		if !ok {
+			return undef
+		}
+		if items, ok = compilePattern(pat); !ok {
+			return undef
+		}
 	}
 	t, ok := parseJava(items, s)
 	if !ok {

@@ -20,37 +20,45 @@ func validateTopicFilter(f string) string {
 	return ""
 }
 
-// topicMatches reports whether topic matches filter, without allocating. As in MQTT, a filter that
-// starts with a wildcard does not match topics that start with '$' (such as $aws/...).
-func topicMatches(filter, topic string) bool {
-	if filter == "" || topic == "" {
+// topicFilter is a compiled MQTT topic filter.
+type topicFilter struct {
+	levels    []string
+	wildStart bool // starts with a wildcard: does not match topics starting with '$' (MQTT 4.7.2)
+}
+
+func compileTopicFilter(f string) topicFilter {
+	levels := strings.Split(f, "/")
+	return topicFilter{levels: levels, wildStart: levels[0] == "+" || levels[0] == "#"}
+}
+
+// match reports whether topic matches, in one pass and without allocating.
+func (f *topicFilter) match(topic string) bool {
+	if topic == "" || len(f.levels) == 0 || (f.wildStart && topic[0] == '$') {
 		return false
 	}
-	if topic[0] == '$' && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		// next level of each
-		fl, frest, fmore := cutLevel(filter)
-		if fl == "#" {
+	pos := 0
+	for li, lv := range f.levels {
+		if lv == "#" {
 			return true
 		}
-		tl, trest, tmore := cutLevel(topic)
-		if fl != "+" && fl != tl {
+		var seg string
+		last := false
+		if end := strings.IndexByte(topic[pos:], '/'); end < 0 {
+			seg, last = topic[pos:], true
+		} else {
+			seg = topic[pos : pos+end]
+			pos += end + 1
+		}
+		if lv != "+" && lv != seg {
 			return false
 		}
-		if !fmore && !tmore {
-			return true
+		if last {
+			// The topic ends here: so must the filter, or it may go on with "#" ("a/#" matches "a").
+			rest := f.levels[li+1:]
+			return len(rest) == 0 || (len(rest) == 1 && rest[0] == "#")
 		}
-		if !tmore {
-			// "a/#" also matches "a".
-			return fmore && frest == "#"
-		}
-		if !fmore {
-			return false
-		}
-		filter, topic = frest, trest
 	}
+	return false // the filter ended before the topic
 }
 
 func cutLevel(s string) (level, rest string, more bool) {

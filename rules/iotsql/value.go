@@ -1,7 +1,6 @@
 package iotsql
 
 import (
-	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -15,7 +14,7 @@ const (
 	kNull
 	kBool
 	kInt
-	kDec // Decimal: held as float64 (see docs/iotsql.md: not 34-digit precision).
+	kDec // Decimal: an 18-digit decimal (see decimal.go; the reference has 34 digits).
 	kStr
 	kArr
 	kObj
@@ -63,11 +62,32 @@ type object struct {
 	vals []value
 }
 
-// f returns a Decimal's value.
-func (v value) f() float64 { return math.Float64frombits(uint64(v.i)) }
+// dec returns a Decimal's value (coefficient in i, exponent in n).
+func (v value) dec() dec { return dec{v.i, v.n} }
 
-// decRaw makes a Decimal without the 2016-03-23 whole-number rule.
-func decRaw(f float64) value { return value{k: kDec, i: int64(math.Float64bits(f))} }
+func (v value) coefNonZero() bool { return v.i != 0 }
+
+// decRaw makes a Decimal from a double-precision result, without the 2016-03-23 whole-number rule.
+func decRaw(f float64) value { return decV(f, false) }
+
+// decOf makes a Decimal. With SQL 2016-03-23 a whole-number Decimal is processed as an Int
+// (reference: "Data types").
+func decOf(d dec, v2 bool) value {
+	if v2 {
+		if i, ok := d.toInt(); ok {
+			return intV(i)
+		}
+	}
+	return value{k: kDec, i: d.coef, n: d.exp}
+}
+
+// decOK is decOf for results that may be out of range (Undefined).
+func decOK(d dec, ok bool, v2 bool) value {
+	if !ok {
+		return undef
+	}
+	return decOf(d, v2)
+}
 
 func (o *object) get(k string) (value, bool) {
 	for i, kk := range o.keys {
@@ -105,35 +125,19 @@ func arrV(a []value) value    { return value{k: kArr, obj: &object{vals: a}} }
 func objV(o *object) value    { return value{k: kObj, obj: o} }
 func (v value) defined() bool { return v.k != kUndef }
 
-// decV makes a Decimal. NaN and infinities are not values in the reference, so they are Undefined.
-// With SQL 2016-03-23 a whole-number Decimal is processed as an Int (reference: "Data types").
+// decV makes a Decimal from a double-precision result (the reference: "Decimal (with double
+// precision)"), as Java's BigDecimal.valueOf(double) would. NaN and infinities are Undefined.
 func decV(f float64, v2 bool) value {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return undef
-	}
-	if v2 && f == math.Trunc(f) && f >= -9.007199254740992e15 && f <= 9.007199254740992e15 {
-		return intV(int64(f))
-	}
-	return decRaw(f)
+	d, ok := decFromFloat(f)
+	return decOK(d, ok, v2)
 }
 
 // decDouble is for functions the reference documents as "Decimal (with double precision)".
 func decDouble(f float64, v2 bool) value { return decV(f, v2) }
 
-// number returns the value as a float64 when it is an Int or a Decimal.
-func (v value) number() (float64, bool) {
-	switch v.k {
-	case kInt:
-		return float64(v.i), true
-	case kDec:
-		return v.f(), true
-	}
-	return 0, false
-}
-
 // parseDecimalString implements the reference's string-to-Decimal rule: strings matching
 // ^-?\d+(\.\d+)?((?i)E-?\d+)?$ convert; anything else does not.
-func parseDecimalString(s string) (float64, bool) {
+func parseDecimalString(s string) (dec, bool) {
 	i := 0
 	if i < len(s) && s[i] == '-' {
 		i++
@@ -143,7 +147,7 @@ func parseDecimalString(s string) (float64, bool) {
 		i++
 	}
 	if i == d {
-		return 0, false
+		return dec{}, false
 	}
 	if i < len(s) && s[i] == '.' {
 		i++
@@ -152,7 +156,7 @@ func parseDecimalString(s string) (float64, bool) {
 			i++
 		}
 		if i == d {
-			return 0, false
+			return dec{}, false
 		}
 	}
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
@@ -165,20 +169,13 @@ func parseDecimalString(s string) (float64, bool) {
 			i++
 		}
 		if i == d {
-			return 0, false
+			return dec{}, false
 		}
 	}
 	if i != len(s) {
-		return 0, false
+		return dec{}, false
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil && !isRangeErr(err) {
-		return 0, false
-	}
-	if math.IsInf(f, 0) {
-		return 0, false
-	}
-	return f, true
+	return parseDec(s)
 }
 
 func isRangeErr(err error) bool {
@@ -186,16 +183,31 @@ func isRangeErr(err error) bool {
 	return ok && ne.Err == strconv.ErrRange
 }
 
-// toDecimal is the "To decimal" conversion: Int, Decimal and numeric strings convert; Null stays Null
-// (reported by ok=false, isNull=true); everything else is Undefined.
-func (v value) toDecimal() (f float64, ok bool) {
+// toDec is the "To decimal" conversion: Int, Decimal and numeric strings convert; anything else
+// (Boolean, Null, Undefined, Array, Object) does not.
+func (v value) toDec() (dec, bool) {
+	switch v.k {
+	case kInt:
+		return decFromInt(v.i), true
+	case kDec:
+		return v.dec(), true
+	case kStr:
+		return parseDecimalString(v.s)
+	}
+	return dec{}, false
+}
+
+// toDecimal is toDec as a float64, for the functions that work in double precision.
+func (v value) toDecimal() (float64, bool) {
 	switch v.k {
 	case kInt:
 		return float64(v.i), true
-	case kDec:
-		return v.f(), true
-	case kStr:
-		return parseDecimalString(v.s)
+	case kDec, kStr:
+		d, ok := v.toDec()
+		if !ok {
+			return 0, false
+		}
+		return d.float(), true
 	}
 	return 0, false
 }
@@ -206,15 +218,11 @@ func (v value) toIntFloor() (int64, bool) {
 	case kInt:
 		return v.i, true
 	case kDec, kStr:
-		f, ok := v.toDecimal()
+		d, ok := v.toDec()
 		if !ok {
 			return 0, false
 		}
-		f = math.Floor(f)
-		if f < -9.2e18 || f > 9.2e18 {
-			return 0, false
-		}
-		return int64(f), true
+		return d.floorInt()
 	}
 	return 0, false
 }
@@ -243,7 +251,7 @@ func (v value) toStr(v2 bool) (string, bool) {
 	case kInt:
 		return strconv.FormatInt(v.i, 10), true
 	case kDec:
-		return string(appendDec(nil, v.f(), v2)), true
+		return string(appendDec(nil, v.dec(), v2)), true
 	case kBool:
 		if v.b {
 			return "true", true
@@ -255,24 +263,16 @@ func (v value) toStr(v2 bool) (string, bool) {
 	return "", false
 }
 
-// appendDec formats a Decimal. Whole numbers keep a ".0" so that they stay distinguishable from Ints
-// (the reference's examples: sqrt(9) = 3.0, power(2, 5) = 32.0).
-func appendDec(b []byte, f float64, v2 bool) []byte {
-	if v2 && f == math.Trunc(f) && math.Abs(f) <= 9.007199254740992e15 {
-		return strconv.AppendInt(b, int64(f), 10)
-	}
-	abs := math.Abs(f)
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		return strconv.AppendFloat(b, f, 'E', -1, 64)
-	}
-	start := len(b)
-	b = strconv.AppendFloat(b, f, 'f', -1, 64)
-	for _, c := range b[start:] {
-		if c == '.' {
-			return b
+// appendDec formats a Decimal as Java's BigDecimal.toString() does (AWS IoT's Decimal is one):
+// the scale is kept ("10.0", "2.50"), scientific notation for positive exponents and below 1E-6.
+// With 2016-03-23 a whole number prints as an Int.
+func appendDec(b []byte, d dec, v2 bool) []byte {
+	if v2 {
+		if i, ok := d.toInt(); ok {
+			return strconv.AppendInt(b, i, 10)
 		}
 	}
-	return append(b, '.', '0')
+	return d.appendTo(b)
 }
 
 // appendJSON serializes v as JSON. Undefined members of objects and arrays are left out, as the
@@ -294,7 +294,7 @@ func appendJSONMode(b []byte, v value, v2, raw bool) []byte {
 	case kInt:
 		return strconv.AppendInt(b, v.i, 10)
 	case kDec:
-		return appendDec(b, v.f(), v2)
+		return appendDec(b, v.dec(), v2)
 	case kStr:
 		return appendJSONString(b, v.s)
 	case kArr:
@@ -498,9 +498,9 @@ func equal(a, b value) (bool, bool) {
 	case a.k == kInt && b.k == kInt:
 		return a.i == b.i, true
 	case (a.k == kInt || a.k == kDec) && (b.k == kInt || b.k == kDec):
-		x, _ := a.number()
-		y, _ := b.number()
-		return x == y, true
+		x, _ := a.toDec()
+		y, _ := b.toDec()
+		return x.cmp(y) == 0, true
 	case a.k != b.k:
 		return false, true
 	}

@@ -5,6 +5,8 @@
 package alerting
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -158,4 +160,47 @@ func (p Policy) worse(a, b float64) bool {
 		return a < b
 	}
 	return a > b
+}
+
+// policyJSON is Policy with the cooldown as a Go duration string ("10m", "90s"), the form config
+// files use.
+type policyJSON struct {
+	Name        string     `json:"name"`
+	Metric      string     `json:"metric"`
+	Comparison  Comparison `json:"comparison"`
+	Threshold   float64    `json:"threshold"`
+	Clear       *float64   `json:"clear,omitempty"`
+	Consecutive int        `json:"consecutive,omitempty"`
+	Cooldown    string     `json:"cooldown,omitempty"`
+	Severity    string     `json:"severity"`
+	Runbook     string     `json:"runbook,omitempty"`
+}
+
+// MarshalJSON writes the cooldown as a duration string.
+func (p Policy) MarshalJSON() ([]byte, error) {
+	j := policyJSON{p.Name, p.Metric, p.Comparison, p.Threshold, p.Clear, p.Consecutive, "", p.Severity, p.Runbook}
+	if p.Cooldown != 0 {
+		j.Cooldown = p.Cooldown.String()
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads a policy whose cooldown is a duration string such as "10m".
+func (p *Policy) UnmarshalJSON(b []byte) error {
+	var j policyJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // a misspelt field in a config file must not pass silently
+	if err := dec.Decode(&j); err != nil {
+		return fmt.Errorf("alert policy: %w", err)
+	}
+	*p = Policy{Name: j.Name, Metric: j.Metric, Comparison: j.Comparison, Threshold: j.Threshold, Clear: j.Clear,
+		Consecutive: j.Consecutive, Severity: j.Severity, Runbook: j.Runbook}
+	if j.Cooldown != "" {
+		d, err := time.ParseDuration(j.Cooldown)
+		if err != nil {
+			return fmt.Errorf("alert policy %q: cooldown: %w", j.Name, err)
+		}
+		p.Cooldown = d
+	}
+	return nil
 }

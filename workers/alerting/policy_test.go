@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -197,5 +198,30 @@ func TestRenderGolden(t *testing.T) {
 				t.Errorf("rendering differs from %s:\n%s", path, got)
 			}
 		})
+	}
+}
+
+func TestPolicyFromConfig(t *testing.T) {
+	yamlLike := []byte(`[{"name":"hot","metric":"env.temperature","comparison":"above","threshold":70,"clear":65,
+		"consecutive":2,"cooldown":"90s","severity":"critical","runbook":"Open the window."}]`)
+	var ps []Policy
+	if err := json.Unmarshal(yamlLike, &ps); err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Cooldown != 90*time.Second || *ps[0].Clear != 65 || ps[0].Metric != "env.temperature" {
+		t.Fatalf("decoded %+v", ps)
+	}
+	if err := ValidatePolicies(ps); err != nil {
+		t.Fatal(err)
+	}
+	back, err := json.Marshal(ps[0])
+	if err != nil || !strings.Contains(string(back), `"cooldown":"1m30s"`) {
+		t.Errorf("marshal: %s %v", back, err)
+	}
+	for _, bad := range []string{`{"name":"x","cooldown":"soon"}`, `{"name":"x","treshold":5}`} {
+		var p Policy
+		if err := json.Unmarshal([]byte(bad), &p); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

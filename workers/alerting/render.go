@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// MaxSubjectLen is SNS's limit on email subjects.
-const MaxSubjectLen = 100
+// MaxSubjectLen: SNS wants subjects "less than 100 characters long".
+const MaxSubjectLen = 99
 
 // Kind of notification.
 type Kind string
@@ -27,7 +27,7 @@ type Notification struct {
 }
 
 // Subject renders the email subject, e.g. "[CRITICAL] temperature 93.1 > 80 on dev-42" or
-// "[RESOLVED] temperature 72.4 < 75 on dev-42": ASCII, no line breaks, at most 100 characters.
+// "[RESOLVED] temperature 72.4 < 75 on dev-42": ASCII, no line breaks, at most 99 characters (SNS: fewer than 100).
 func (n Notification) Subject() string {
 	p, s := n.Policy.withDefaults(), n.State
 	var subj string

@@ -89,6 +89,8 @@ func (c Config) Validate() error {
 // Store holds alert states with optimistic concurrency (see ddbitem.Table.Update).
 type Store interface {
 	Update(ctx context.Context, key string, change func(s *State, exists bool) (bool, error)) (State, bool, error)
+	// MarkNotified records that notification id (of kind) of key was sent, in one write.
+	MarkNotified(ctx context.Context, key string, kind Kind, id string) error
 }
 
 // Notifier sends operator emails; it returns one error per notification (nil when sent).
@@ -102,11 +104,23 @@ type EventPublisher interface {
 }
 
 // DynamoStore is the Store on DynamoDB (key alertKey).
-type DynamoStore struct{ t ddbitem.Table[State] }
+type DynamoStore struct {
+	t ddbitem.Table[State]
+}
 
 // NewDynamoStore returns a store on table.
-func NewDynamoStore(client ddbitem.API, table string) *DynamoStore {
+func NewDynamoStore(client ddbitem.Client, table string) *DynamoStore {
 	return &DynamoStore{t: ddbitem.Table[State]{Client: client, Name: table, KeyAttr: "alertKey"}}
+}
+
+// MarkNotified implements Store.
+func (s *DynamoStore) MarkNotified(ctx context.Context, key string, kind Kind, id string) error {
+	attr := "firing"
+	if kind == KindResolved {
+		attr = "resolved"
+	}
+	_, err := s.t.MarkNotified(ctx, key, attr, id)
+	return err
 }
 
 // Update implements Store.
@@ -265,17 +279,7 @@ func (s *Stage) send(ctx context.Context, due []claimed, owner string) error {
 			failed = errors.Join(failed, err)
 			continue
 		}
-		_, _, err := s.store.Update(ctx, d.key, func(st *State, _ bool) (bool, error) {
-			n := &st.Firing
-			if d.n.Kind == KindResolved {
-				n = &st.Resolved
-			}
-			if n.ID != d.n.EventID {
-				return false, nil // a later incident; ours was marked already
-			}
-			return n.MarkNotified(), nil
-		})
-		if err != nil {
+		if err := s.store.MarkNotified(ctx, d.key, d.n.Kind, d.n.EventID); err != nil {
 			failed = errors.Join(failed, fmt.Errorf("marking %s notified: %w", d.key, err))
 			continue
 		}

@@ -36,6 +36,7 @@ type env struct {
 
 func setup(t *testing.T) env {
 	cfg := awstest.Config(t)
+	awsfixture.SerializeDynamoDB(&cfg) // moto applies conditional writes non-atomically otherwise
 	calls := apicalls.New()
 	calls.Instrument(&cfg)
 	e := env{cfg: cfg, calls: calls, table: awstest.Name(t, "thingpipe-alerts")}
@@ -51,6 +52,10 @@ func (e env) stage(t *testing.T, policies []Policy, lease time.Duration, wrap fu
 }
 
 func (e env) stageTTL(t *testing.T, policies []Policy, lease time.Duration, wrap func(Notifier) Notifier, ttl time.Duration) *Stage {
+	return e.stageFull(t, policies, lease, wrap, ttl, time.Now)
+}
+
+func (e env) stageFull(t *testing.T, policies []Policy, lease time.Duration, wrap func(Notifier) Notifier, ttl time.Duration, now func() time.Time) *Stage {
 	t.Helper()
 	snsc := sns.NewFromConfig(e.cfg)
 	var n Notifier
@@ -65,7 +70,7 @@ func (e env) stageTTL(t *testing.T, policies []Policy, lease time.Duration, wrap
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{AlertsTable: e.table, Policies: policies, NotifyLease: lease, StateCacheTTL: ttl}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), n, pub)
+	s, err := New(Config{AlertsTable: e.table, Policies: policies, NotifyLease: lease, StateCacheTTL: ttl, Now: now}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), n, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,13 +136,13 @@ func TestAlertStormGivesOneFiringAndOneResolved(t *testing.T) {
 
 func testStorm(t *testing.T, hot int, ttl time.Duration) {
 	e := setup(t)
-	workers := []*Stage{e.stageTTL(t, nil, 2*time.Second, nil, ttl), e.stageTTL(t, nil, 2*time.Second, nil, ttl)}
+	workers := []*Stage{e.stageTTL(t, nil, 5*time.Second, nil, ttl), e.stageTTL(t, nil, 5*time.Second, nil, ttl)}
 	var msgs []*message.Message
 	for i := range hot {
 		msgs = append(msgs, reading("dev-42", i, fmt.Sprintf(`{"temperature":%.1f}`, 93+float64(i%10)/10)))
 	}
 	storm(t, workers, msgs)
-	fired := e.alerts.Drain(t, 500*time.Millisecond)
+	fired := e.alerts.Expect(t, 1, 10*time.Second, 500*time.Millisecond)
 	if len(fired) != 1 {
 		t.Fatalf("%d FIRING notifications, want exactly 1: %v", len(fired), fired)
 	}
@@ -151,12 +156,12 @@ func testStorm(t *testing.T, hot int, ttl time.Duration) {
 		cool = append(cool, reading("dev-42", i, `{"temperature":70}`))
 	}
 	storm(t, workers, cool)
-	resolved := e.alerts.Drain(t, 500*time.Millisecond)
+	resolved := e.alerts.Expect(t, 1, 10*time.Second, 500*time.Millisecond)
 	if len(resolved) != 1 || resolved[0].Attr("status") != "RESOLVED" || resolved[0].Subject != "[RESOLVED] temperature 70 < 75 on dev-42" {
 		t.Fatalf("RESOLVED notifications: %v", resolved)
 	}
 	evs := map[string]int{}
-	for _, n := range e.events.Drain(t, 300*time.Millisecond) {
+	for _, n := range e.events.Expect(t, 2, 10*time.Second, 300*time.Millisecond) {
 		env, err := events.DecodeEnvelope([]byte(n.Message))
 		if err != nil {
 			t.Fatal(err)
@@ -188,7 +193,7 @@ func TestAlertsDueTogetherGoInOneBatch(t *testing.T) {
 		t.Errorf("PublishBatch calls = %d, want 1 for two alerts", got)
 	}
 	got := map[string]string{}
-	for _, n := range e.alerts.Drain(t, 400*time.Millisecond) {
+	for _, n := range e.alerts.Expect(t, 2, 10*time.Second, 400*time.Millisecond) {
 		got[n.Attr("policy")] = n.Subject
 	}
 	want := map[string]string{"overheating": "[CRITICAL] temperature 99 > 80 on dev-7", "low-battery": "[WARNING] battery 3 < 15 on dev-7"}
@@ -218,9 +223,12 @@ func (c *crashingNotifier) Notify(ctx context.Context, ns []Notification) []erro
 func TestCrashBeforeNotifyStillNotifiesOnce(t *testing.T) {
 	e := setup(t)
 	ps := DefaultPolicies()[:1]
-	lease := 1500 * time.Millisecond
+	// A long lease, so a slow moto never expires a live claim; the test moves worker b's clock past it.
+	lease := 30 * time.Second
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	a := e.stage(t, ps, lease, func(n Notifier) Notifier { c := &crashingNotifier{next: n}; c.fails.Store(1); return c })
-	b := e.stage(t, ps, lease, nil)
+	b := e.stageFull(t, ps, lease, nil, 0, clock)
 	var msgs []*message.Message
 	for i := range 3 {
 		msgs = append(msgs, reading("dev-9", i, `{"temperature":90}`))
@@ -237,8 +245,12 @@ func TestCrashBeforeNotifyStillNotifiesOnce(t *testing.T) {
 	if st.Status != StatusFiring || !st.Firing.Pending() {
 		t.Fatalf("state after the crash: %+v", st)
 	}
-	// The redelivered reading (a replay: not counted again) goes to the other worker; it waits for the
-	// dead claim to expire, then sends.
+	// The redelivered reading (a replay: not counted again) goes to the other worker; it backs off
+	// while the dead worker's claim lasts, then takes it over and sends.
+	if err := b.Handle(msgs[2].Copy()); !errors.Is(err, ErrNotifying) {
+		t.Errorf("redelivery during the dead claim: %v, want ErrNotifying", err)
+	}
+	skew.Store(int64(lease + time.Second))
 	if err := deliver(t, b, msgs[2]); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +260,7 @@ func TestCrashBeforeNotifyStillNotifiesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := e.alerts.Drain(t, 400*time.Millisecond); len(got) != 1 {
+	if got := e.alerts.Expect(t, 1, 10*time.Second, 400*time.Millisecond); len(got) != 1 {
 		t.Fatalf("%d notifications, want 1: %v", len(got), got)
 	}
 	e.events.Drain(t, 100*time.Millisecond)
@@ -273,4 +285,36 @@ func TestBadTelemetry(t *testing.T) {
 	if err := s.Handle(reading("dev-1", 5, `{"humidity":40}`)); err != nil {
 		t.Errorf("reading without policy metrics: %v", err)
 	}
+}
+
+func TestManyDevicesFiringTogetherShareBatches(t *testing.T) {
+	e := setup(t)
+	ps := DefaultPolicies()
+	ps[0].Consecutive = 1
+	var batching *BatchingNotifier
+	s := e.stage(t, ps, 30*time.Second, func(n Notifier) Notifier {
+		batching = NewBatchingNotifier(n, 100*time.Millisecond, 10*time.Second)
+		return batching
+	})
+	defer batching.Close()
+	var msgs []*message.Message
+	for i := range 30 {
+		msgs = append(msgs, reading(fmt.Sprintf("dev-%02d", i), i, `{"temperature":99}`))
+	}
+	before := e.calls.Get("SNS", "PublishBatch")
+	storm(t, []*Stage{s}, msgs)
+	got := e.alerts.Expect(t, 30, 10*time.Second, 500*time.Millisecond)
+	things := map[string]bool{}
+	for _, n := range got {
+		things[n.Attr("thingName")] = true
+	}
+	if len(got) != 30 || len(things) != 30 {
+		t.Fatalf("%d notifications for %d things, want 30 each", len(got), len(things))
+	}
+	calls := e.calls.Get("SNS", "PublishBatch") - before
+	t.Logf("30 alerts in %d PublishBatch calls", calls)
+	if calls >= 30 || calls < 3 {
+		t.Errorf("%d PublishBatch calls for 30 alerts from 8 concurrent handlers: not batched", calls)
+	}
+	e.events.Drain(t, 100*time.Millisecond)
 }

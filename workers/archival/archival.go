@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"regexp"
@@ -157,9 +158,13 @@ func (b Batch) Key(prefix string) string {
 }
 
 // Body is the gzip NDJSON object; the same records always give the same bytes.
-func (b Batch) Body() ([]byte, error) {
+func (b Batch) Body() ([]byte, error) { return b.encode(gzip.NewWriter(io.Discard)) }
+
+// encode compresses the batch with zw (reset here), so callers can reuse compressors: each holds
+// about 800 KB of tables.
+func (b Batch) encode(zw *gzip.Writer) ([]byte, error) {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf) // no name or modification time in the header: deterministic
+	zw.Reset(&buf) // no name or modification time in the header: deterministic
 	for _, r := range b {
 		zw.Write(r.Line)
 		zw.Write([]byte{'\n'})
@@ -188,6 +193,7 @@ type Archiver struct {
 	open    map[string]*batch // by shard
 	closed  bool
 	writing sync.WaitGroup
+	gzip    sync.Pool // of *gzip.Writer
 }
 
 // New returns an archiver writing through store.
@@ -198,7 +204,9 @@ func New(cfg Config, store ObjectStore) (*Archiver, error) {
 	if store == nil {
 		return nil, errors.New("archival: store is required")
 	}
-	return &Archiver{cfg: cfg.withDefaults(), store: store, open: map[string]*batch{}}, nil
+	a := &Archiver{cfg: cfg.withDefaults(), store: store, open: map[string]*batch{}}
+	a.gzip.New = func() any { return gzip.NewWriter(io.Discard) }
+	return a, nil
 }
 
 // Handle is the watermill handler for the telemetry stream. It blocks until the record's batch is in
@@ -282,7 +290,9 @@ func (a *Archiver) detachLocked(shard string, b *batch) {
 
 func (a *Archiver) write(recs Batch) error {
 	recs.Sort()
-	body, err := recs.Body()
+	zw := a.gzip.Get().(*gzip.Writer)
+	body, err := recs.encode(zw)
+	a.gzip.Put(zw)
 	if err != nil {
 		return fmt.Errorf("compressing batch: %w", err)
 	}

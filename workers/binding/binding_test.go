@@ -1,6 +1,7 @@
 package binding
 
 import (
+	"github.com/ThreeDotsLabs/watermill/message"
 	"testing"
 	"time"
 
@@ -59,3 +60,6 @@ func TestCompletedEventMarksRepeats(t *testing.T) {
 		t.Errorf("the creating request: %+v", d)
 	}
 }
+
+// Handle is a watermill handler.
+var _ message.NoPublishHandlerFunc = (*Stage)(nil).Handle

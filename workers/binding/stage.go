@@ -17,7 +17,7 @@ import (
 // Defaults from DESIGN.md.
 const (
 	DefaultBindingsTable = "thingpipe-bindings"
-	DefaultUserIndex     = "userId-index"
+	DefaultUserIndex     = "byUser"
 	DefaultDevicesTable  = "thingpipe-devices"
 	DefaultSource        = "thingpipe/binding"
 )

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ type env struct {
 
 func setup(t *testing.T) env {
 	cfg := awstest.Config(t)
+	awsfixture.SerializeDynamoDB(&cfg) // moto applies conditional writes non-atomically otherwise
 	e := env{cfg: cfg, bindings: awstest.Name(t, "thingpipe-bindings"), devices: awstest.Name(t, "thingpipe-devices")}
 	awsfixture.Table(t, cfg, e.bindings, "thingName", awsfixture.Index{Name: DefaultUserIndex, Key: "userId"})
 	awsfixture.Table(t, cfg, e.devices, "thingName")
@@ -90,10 +92,10 @@ type outcome struct {
 	alreadyBound               bool
 }
 
-func outcomes(t *testing.T, tp *awsfixture.Topic) []outcome {
+func outcomes(t *testing.T, tp *awsfixture.Topic, want int) []outcome {
 	t.Helper()
 	var out []outcome
-	for _, n := range tp.Drain(t, 400*time.Millisecond) {
+	for _, n := range tp.Expect(t, want, 10*time.Second, 400*time.Millisecond) {
 		env, err := events.DecodeEnvelope([]byte(n.Message))
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +140,7 @@ func TestBindingWaitsForActivationThenCompletes(t *testing.T) {
 	if err := s.Handle(request("r2", "dev-1", "alice", time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	got := outcomes(t, e.topic)
+	got := outcomes(t, e.topic, 3)
 	want := []outcome{
 		{events.TypeBindingCompleted, "r1", "alice", "", false},
 		{events.TypeBindingCompleted, "r1", "alice", "", false},
@@ -174,7 +176,7 @@ func TestBindingRejections(t *testing.T) {
 	if err := s.Handle(request("d2", "dev-nowhere", "dave", time.Now())); !errors.Is(err, ErrNotActiveYet) {
 		t.Errorf("unknown device before the deadline: %v", err)
 	}
-	got := outcomes(t, e.topic)
+	got := outcomes(t, e.topic, 4)
 	want := []outcome{
 		{events.TypeBindingCompleted, "a1", "alice", "", false},
 		{events.TypeBindingRejected, "b1", "bob", events.ReasonAlreadyBound, false},
@@ -242,4 +244,37 @@ func TestQueryByUser(t *testing.T) {
 		t.Errorf("nobody's devices = %v", none)
 	}
 	e.topic.Drain(t, 200*time.Millisecond)
+}
+
+func TestTwoUsersRaceForOneDevice(t *testing.T) {
+	e := setup(t)
+	e.provision(t, "dev-race", true)
+	workers := []*Stage{e.stage(t, time.Minute), e.stage(t, time.Minute)}
+	users := []string{"alice", "bob", "carol", "dave"}
+	errs := make([]error, len(users))
+	var wg sync.WaitGroup
+	for i, u := range users {
+		wg.Go(func() { errs[i] = workers[i%2].Handle(request("req-"+u, "dev-race", u, time.Now())) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _, _ := e.store.Get(context.Background(), "dev-race")
+	completed, rejected := 0, 0
+	for _, o := range outcomes(t, e.topic, len(users)) {
+		switch {
+		case o.typ == events.TypeBindingCompleted && o.user == b.UserID:
+			completed++
+		case o.typ == events.TypeBindingRejected && o.reason == events.ReasonAlreadyBound && o.user != b.UserID:
+			rejected++
+		default:
+			t.Errorf("unexpected outcome %+v (bound to %s)", o, b.UserID)
+		}
+	}
+	if completed != 1 || rejected != len(users)-1 {
+		t.Errorf("%d completed, %d rejected; want 1 and %d", completed, rejected, len(users)-1)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/thingpipe/thingpipe/events"
 )
@@ -50,13 +51,21 @@ func (p *Publisher) Publish(ctx context.Context, env events.Envelope) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s event: %w", env.Type, err)
 	}
+	attrs := map[string]types.MessageAttributeValue{
+		"type":      {DataType: aws.String("String"), StringValue: aws.String(env.Type)},
+		"thingName": {DataType: aws.String("String"), StringValue: aws.String(env.ThingName)},
+	}
+	// The W3C trace context of the message that caused the event travels on, so an app's consumer
+	// can continue the same trace.
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	for k, v := range carrier {
+		attrs[k] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
 	_, err = p.client.Publish(ctx, &sns.PublishInput{
-		TopicArn: aws.String(p.topicARN),
-		Message:  aws.String(string(body)),
-		MessageAttributes: map[string]types.MessageAttributeValue{
-			"type":      {DataType: aws.String("String"), StringValue: aws.String(env.Type)},
-			"thingName": {DataType: aws.String("String"), StringValue: aws.String(env.ThingName)},
-		},
+		TopicArn:          aws.String(p.topicARN),
+		Message:           aws.String(string(body)),
+		MessageAttributes: attrs,
 	})
 	if err != nil {
 		return fmt.Errorf("publishing %s event %s to %s: %w", env.Type, env.ID, p.topicARN, err)

@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"github.com/ThreeDotsLabs/watermill/message"
 	"testing"
 	"time"
 
@@ -106,3 +107,6 @@ func TestActivatedEventIsDeterministic(t *testing.T) {
 		t.Errorf("events differ: %+v %+v", a, b)
 	}
 }
+
+// Handle is a watermill handler.
+var _ message.NoPublishHandlerFunc = (*Stage)(nil).Handle

@@ -67,6 +67,8 @@ func (c Config) Validate() error {
 type Store interface {
 	Update(ctx context.Context, thing string, change func(d *Device, exists bool) (bool, error)) (Device, bool, error)
 	Get(ctx context.Context, thing string) (Device, bool, error)
+	// MarkActivationNotified records that the activation event id was published, in one write.
+	MarkActivationNotified(ctx context.Context, thing, id string) error
 }
 
 // EventPublisher publishes outcome events (SNS thingpipe-events in production).
@@ -75,11 +77,19 @@ type EventPublisher interface {
 }
 
 // DynamoStore is the Store on DynamoDB.
-type DynamoStore struct{ t ddbitem.Table[Device] }
+type DynamoStore struct {
+	t ddbitem.Table[Device]
+}
 
 // NewDynamoStore returns a store on table (key thingName).
-func NewDynamoStore(client ddbitem.API, table string) *DynamoStore {
+func NewDynamoStore(client ddbitem.Client, table string) *DynamoStore {
 	return &DynamoStore{t: ddbitem.Table[Device]{Client: client, Name: table, KeyAttr: "thingName"}}
+}
+
+// MarkActivationNotified implements Store.
+func (s *DynamoStore) MarkActivationNotified(ctx context.Context, thing, id string) error {
+	_, err := s.t.MarkNotified(ctx, thing, "activation", id)
+	return err
 }
 
 // Update implements Store.
@@ -165,9 +175,7 @@ func (s *Stage) notify(ctx context.Context, dev Device, owner string) error {
 		return fmt.Errorf("provisioning %s: %w", dev.ThingName, err)
 	}
 	// A crash here re-sends the same event (same id) after the lease: the documented duplicate window.
-	if _, _, err := s.store.Update(ctx, dev.ThingName, func(d *Device, _ bool) (bool, error) {
-		return d.Activation.MarkNotified(), nil
-	}); err != nil {
+	if err := s.store.MarkActivationNotified(ctx, dev.ThingName, dev.Activation.ID); err != nil {
 		return fmt.Errorf("provisioning %s: marking device.activated sent: %w", dev.ThingName, err)
 	}
 	s.cfg.Logger.InfoContext(ctx, "device activated", "thing", dev.ThingName, "event", env.ID)

@@ -35,6 +35,7 @@ type env struct {
 
 func setup(t *testing.T) env {
 	cfg := awstest.Config(t)
+	awsfixture.SerializeDynamoDB(&cfg) // moto applies conditional writes non-atomically otherwise
 	table := awstest.Name(t, "thingpipe-devices")
 	awsfixture.Table(t, cfg, table, "thingName")
 	topic := awsfixture.NewTopic(t, cfg, awstest.Name(t, "thingpipe-events"))
@@ -46,8 +47,12 @@ func setup(t *testing.T) env {
 }
 
 func (e env) stage(t *testing.T, pub EventPublisher, lease time.Duration) *Stage {
+	return e.stageClock(t, pub, lease, time.Now)
+}
+
+func (e env) stageClock(t *testing.T, pub EventPublisher, lease time.Duration, now func() time.Time) *Stage {
 	t.Helper()
-	s, err := New(Config{DevicesTable: e.table, NotifyLease: lease}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), pub)
+	s, err := New(Config{DevicesTable: e.table, NotifyLease: lease, Now: now}, NewDynamoStore(dynamodb.NewFromConfig(e.cfg), e.table), pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +91,10 @@ func deliver(t *testing.T, s *Stage, payload []byte) error {
 	return nil
 }
 
-func activations(t *testing.T, tp *awsfixture.Topic) map[string]int {
+func activations(t *testing.T, tp *awsfixture.Topic, want int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
-	for _, n := range tp.Drain(t, 500*time.Millisecond) {
+	for _, n := range tp.Expect(t, want, 10*time.Second, 500*time.Millisecond) {
 		env, err := events.DecodeEnvelope([]byte(n.Message))
 		if err != nil {
 			t.Fatalf("published message is not an envelope: %v", err)
@@ -110,7 +115,7 @@ func activations(t *testing.T, tp *awsfixture.Topic) map[string]int {
 
 func TestActivationEitherOrderAndReplays(t *testing.T) {
 	e := setup(t)
-	s := e.stage(t, e.pub, time.Second)
+	s := e.stage(t, e.pub, 5*time.Second)
 	// dev-a: created then connected; dev-b: connected before created; both replayed.
 	seq := [][]byte{
 		registryJSON("dev-a", 1000), connectedJSON("dev-b", 1000), connectedJSON("dev-a", 2000),
@@ -122,7 +127,7 @@ func TestActivationEitherOrderAndReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := activations(t, e.topic)
+	got := activations(t, e.topic, 2)
 	if got["dev-a"] != 1 || got["dev-b"] != 1 || len(got) != 2 {
 		t.Errorf("device.activated per thing = %v, want dev-a:1 dev-b:1", got)
 	}
@@ -142,14 +147,14 @@ func TestActivationEitherOrderAndReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := activations(t, e.topic); len(got) != 0 {
+	if got := activations(t, e.topic, 0); len(got) != 0 {
 		t.Errorf("replays published %v", got)
 	}
 }
 
 func TestBadPayloadIsPermanent(t *testing.T) {
 	e := setup(t)
-	s := e.stage(t, e.pub, time.Second)
+	s := e.stage(t, e.pub, 5*time.Second)
 	for _, p := range []string{`not json`, `{"eventType":"THING_EVENT","operation":"CREATED","thingName":"a/b","timestamp":1}`, `{"eventType":"connected","clientId":"x"}`} {
 		err := s.Handle(message.NewMessage(uuid.NewString(), []byte(p)))
 		if !events.IsPermanent(err) {
@@ -161,7 +166,7 @@ func TestBadPayloadIsPermanent(t *testing.T) {
 func TestTwoConcurrentWorkers(t *testing.T) {
 	e := setup(t)
 	counting := &countingPublisher{next: e.pub, calls: map[string]int{}}
-	workers := []*Stage{e.stage(t, counting, 2*time.Second), e.stage(t, counting, 2*time.Second)}
+	workers := []*Stage{e.stage(t, counting, 5*time.Second), e.stage(t, counting, 5*time.Second)}
 	const things = 15
 	var payloads [][]byte
 	for i := range things {
@@ -187,7 +192,7 @@ func TestTwoConcurrentWorkers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got := activations(t, e.topic)
+	got := activations(t, e.topic, things)
 	if len(got) != things {
 		t.Errorf("activated %d things, want %d: %v", len(got), things, got)
 	}
@@ -213,7 +218,10 @@ func (c *crashingPublisher) Publish(ctx context.Context, env events.Envelope) er
 
 func TestRedeliveryAfterCrashBetweenWriteAndEmitStillEmits(t *testing.T) {
 	e := setup(t)
-	lease := 1500 * time.Millisecond
+	// A long lease, so a slow moto never expires a live claim; the test moves worker b's clock past it.
+	lease := 30 * time.Second
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	crashy := &crashingPublisher{next: e.pub}
 	crashy.fails.Store(1)
 	a := e.stage(t, crashy, lease)
@@ -230,14 +238,15 @@ func TestRedeliveryAfterCrashBetweenWriteAndEmitStillEmits(t *testing.T) {
 		t.Fatalf("after the crash: %+v", d)
 	}
 	// Another worker's redelivery while the dead worker's claim is live backs off, then emits.
-	b := e.stage(t, e.pub, lease)
+	b := e.stageClock(t, e.pub, lease, clock)
 	if err := b.Handle(message.NewMessage("3", connectedJSON("dev-x", 2000))); !errors.Is(err, ErrNotifying) {
 		t.Errorf("redelivery during the dead claim: %v, want ErrNotifying", err)
 	}
+	skew.Store(int64(lease + time.Second)) // the dead worker's lease runs out
 	if err := deliver(t, b, connectedJSON("dev-x", 2000)); err != nil {
 		t.Fatal(err)
 	}
-	if got := activations(t, e.topic); got["dev-x"] != 1 || len(got) != 1 {
+	if got := activations(t, e.topic, 1); got["dev-x"] != 1 || len(got) != 1 {
 		t.Errorf("activations after crash = %v, want dev-x:1", got)
 	}
 }
