@@ -212,7 +212,10 @@ drain:
 	if err := mb.drain(ctx); err != nil {
 		return nil, err
 	}
-	s3c := s3.NewFromConfig(readCfg, func(o *s3.Options) { o.UsePathStyle = true })
+	s3c := s3.NewFromConfig(readCfg, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.DisableLogOutputChecksumValidationSkipped = true // moto sends no checksums: not worth a log line per object
+	})
 	fleet := map[string]bool{}
 	for _, d := range sim.Devices() {
 		fleet[d.Name] = true
