@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +26,8 @@ type benchFlags struct {
 	local        localFlags // the stack: endpoint, addresses, rules, config, fleet
 	drainTimeout time.Duration
 	report       string
+	cpuProfile   string // pprof CPU profile of the load and the drain
+	memProfile   string // pprof heap profile at the end of the drain
 }
 
 func newBenchCmd() *cobra.Command {
@@ -65,6 +68,8 @@ included. bench exits 1 when anything was lost or duplicated.`,
 	fl.DurationVar(&f.local.duration, "duration", 30*time.Second, "how long the simulator publishes")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 2*time.Minute, "how long to wait, after the load, for every message to be finished")
 	fl.StringVar(&f.report, "report", "", "also write the report as JSON to this file")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the load and the drain to this file (go tool pprof)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a heap profile taken at the end of the drain to this file (go tool pprof)")
 	fl.StringVar(&f.local.awsEndpoint, "aws-endpoint", "", "AWS endpoint to use instead of starting moto's server (use a fresh one: state left by earlier runs skews the counts)")
 	fl.StringVar(&f.local.mqttAddr, "mqtt-addr", "127.0.0.1:0", "address of the embedded MQTT broker")
 	fl.StringVar(&f.local.httpAddr, "http-addr", "127.0.0.1:0", "address for /healthz, /readyz and /metrics")
@@ -123,6 +128,11 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags) (*ben
 
 	// Costs are counted from here: the stack's set-up (deploy, rules) is not per message.
 	s.calls.Reset()
+	stopProfile, err := startCPUProfile(f.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	defer stopProfile()
 	cpu0 := cpuTime()
 	loadStart := time.Now()
 	simCtx, cancelSim := context.WithTimeout(ctx, f.local.duration)
@@ -196,10 +206,14 @@ drain:
 	}
 	drainTime := time.Since(drainStart)
 	cpu := cpuTime() - cpu0
+	stopProfile()
 	calls := s.calls.Snapshot()
 	peakHeap.sample()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	if err := writeHeapProfile(f.memProfile); err != nil { // after the reading: it collects garbage first
+		return nil, err
+	}
 
 	// Stop the stack (flushing what a timed-out drain left open), then read the outcomes back.
 	stopCollect()
@@ -326,4 +340,42 @@ func (h *heapPeak) max() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.peak
+}
+
+// startCPUProfile starts profiling into path ("" does nothing); the returned func stops it, once.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			out.Close()
+		})
+	}, nil
+}
+
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	runtime.GC() // the profile shows live objects as of the last GC
+	if err := pprof.WriteHeapProfile(out); err != nil {
+		out.Close()
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return out.Close()
 }
