@@ -202,6 +202,9 @@ func startLocal(ctx context.Context, stderr io.Writer, f localFlags, hooks local
 	}
 	s.calls.Instrument(&awsCfg)
 	pipeline.ReportAWSErrors(&awsCfg, s.health)
+	// moto's conditional writes are not atomic under concurrent requests; one DynamoDB call at a
+	// time makes it behave like DynamoDB for this process (see moto.SerializeDynamoDB).
+	moto.SerializeDynamoDB(&awsCfg)
 	s.awsCfg = awsCfg
 
 	log.Info("deploying the CloudFormation stack")

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/thingpipe/thingpipe/internal/moto"
 	"github.com/thingpipe/thingpipe/pipeline"
 	"github.com/thingpipe/thingpipe/pipeline/kinesis"
 	tpsqs "github.com/thingpipe/thingpipe/pipeline/sqs"
@@ -81,6 +82,12 @@ func run(ctx context.Context, cfg pipeline.Config, logw io.Writer, ready func(ad
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if moto.IsLoopbackEndpoint(awsCfg) {
+		// An emulator on this machine: moto's conditional writes are not atomic under concurrent
+		// requests, so this process sends DynamoDB calls one at a time (never needed against AWS).
+		moto.SerializeDynamoDB(&awsCfg)
+		log.Info("AWS endpoint on loopback: DynamoDB calls serialized for the emulator")
 	}
 	metrics := pipeline.NewMetrics()
 	health := pipeline.NewHealth(pipeline.HealthOptions{

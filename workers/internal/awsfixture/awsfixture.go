@@ -6,19 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go/middleware"
+	"github.com/thingpipe/thingpipe/internal/moto"
 )
 
 // Index is a global secondary index on one string attribute.
@@ -141,27 +139,9 @@ func (n Notification) String() string {
 	return fmt.Sprintf("subject=%q attrs=%v message=%s", n.Subject, n.MessageAttributes, n.Message)
 }
 
-// SerializeDynamoDB makes clients built from cfg send one DynamoDB request at a time.
-//
-// moto does not apply a conditional write atomically: under concurrent requests two writes with the
-// same condition (attribute_not_exists, version = :v) can both succeed, which real DynamoDB never
-// allows (see TestMotoNeedsSerializedWrites). Tests of concurrent workers serialize DynamoDB calls so
-// moto behaves like DynamoDB; the workers still interleave between calls (a read and the conditional
-// write that follows are separate calls), so the races the conditions guard against still happen.
-func SerializeDynamoDB(cfg *aws.Config) {
-	var mu sync.Mutex
-	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("awsfixture.serialize",
-			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
-				if awsmiddleware.GetServiceID(ctx) != "DynamoDB" {
-					return next.HandleDeserialize(ctx, in)
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				return next.HandleDeserialize(ctx, in)
-			}), middleware.After)
-	})
-}
+// SerializeDynamoDB makes clients built from cfg send one DynamoDB request at a time: see
+// moto.SerializeDynamoDB for why tests of concurrent workers need it.
+func SerializeDynamoDB(cfg *aws.Config) { moto.SerializeDynamoDB(cfg) }
 
 // Expect receives until at least n notifications arrived (or timeout passed), then keeps receiving
 // until the queue stays empty for quiet, so duplicates still in flight are counted too.
