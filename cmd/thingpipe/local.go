@@ -101,7 +101,11 @@ type localStack struct {
 	routed   atomic.Int64 // messages that matched at least one rule
 	unrouted atomic.Int64 // messages no rule matched
 	failed   atomic.Int64 // rule actions that failed (their errorAction ran)
-	inbox    *inbox       // stands in for the operators' email subscription
+	// unevaluated counts rule evaluations that failed (e.g. a JSON rule on a payload that is not JSON):
+	// as in AWS IoT, where they count in the ParseError metric and are logged, no action and no
+	// errorAction runs, so the log line and this count are all a user sees of them.
+	unevaluated atomic.Int64
+	inbox       *inbox // stands in for the operators' email subscription
 }
 
 func runLocal(ctx context.Context, stdout, stderr io.Writer, f localFlags) error {
@@ -303,13 +307,19 @@ func (s *localStack) route(ctx context.Context, m broker.Message) {
 		AccountID: moto.AccountID, Timestamp: m.Time,
 	}
 	results := s.bridge.Handle(ctx, msg)
-	if len(results) == 0 {
-		s.unrouted.Add(1)
-		return
-	}
-	s.routed.Add(1)
+	ran := false
 	for _, r := range results {
+		if r.Err != nil {
+			s.unevaluated.Add(1)
+			continue
+		}
+		ran = true
 		s.failed.Add(int64(len(r.Failures)))
+	}
+	if ran {
+		s.routed.Add(1)
+	} else if len(results) == 0 {
+		s.unrouted.Add(1)
 	}
 }
 
