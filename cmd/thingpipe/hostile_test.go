@@ -70,6 +70,9 @@ var hostileCases = []hostileCase{
 	{name: "not JSON", topic: telemetryT, file: "not-json.txt", ruleError: "not JSON"},
 	{name: "truncated JSON", topic: bindT, file: "truncated.json", ruleError: "not JSON"},
 	{name: "invalid UTF-8", topic: telemetryT, file: "invalid-utf8.json", ruleError: "not JSON"},
+	{name: "65,000 levels deep", topic: telemetryT, payload: deep(65000), ruleError: "not JSON"},
+	// ... and the same to a SELECT * rule, which passes it on as binary: the stage's decoder stops at 32 levels.
+	{name: "65,000 levels deep to a SELECT * rule", topic: registryT, payload: deep(65000), dlq: []string{"provisioning"}, reason: "nested too deeply: limit 32 levels"},
 	// SELECT * passes a payload that is not JSON on unchanged, as AWS IoT does (binary payloads).
 	// SELECT * passes it on unchanged, as AWS IoT does with binary payloads; SQS refuses it as text,
 	// so the action fails and the rule's errorAction gets it.
@@ -359,17 +362,24 @@ func TestLocalHostileInput(t *testing.T) {
 		t.Errorf("summary does not say %q:\n%s", want, stdout.String())
 	}
 
-	// No credential and no payload in the logs at info level.
-	all := stderr.String() + defaultLog.String()
-	for _, marker := range []string{secretMarker, "AKIASECRETMARKERID01", payloadMarker} {
-		if i := strings.Index(all, marker); i >= 0 {
-			start := max(0, strings.LastIndexByte(all[:i], '\n'))
-			t.Errorf("the logs contain %s: %.300s", marker, all[start:])
+	// A security check: no credential and no payload in the logs at info level.
+	t.Run("NoCredentialOrPayloadInLogs", func(t *testing.T) {
+		all := stderr.String() + defaultLog.String()
+		for _, marker := range []string{secretMarker, "AKIASECRETMARKERID01", payloadMarker} {
+			if i := strings.Index(all, marker); i >= 0 {
+				start := max(0, strings.LastIndexByte(all[:i], '\n'))
+				t.Errorf("the logs contain %s: %.300s", marker, all[start:])
+			}
 		}
-	}
+	})
 	if t.Failed() {
 		t.Logf("logs:\n%.20000s", logs)
 	}
+}
+
+// deep is a JSON object holding n nested arrays (about 2n bytes).
+func deep(n int) []byte {
+	return []byte(`{"a":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
 }
 
 func load(t *testing.T, c hostileCase) []byte {
