@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -747,5 +748,42 @@ func TestLogsConnectsAndRejections(t *testing.T) {
 	}
 	if strings.Contains(logs, `msg=""`) || strings.Contains(logs, "level=INFO msg=\"mochi") {
 		t.Errorf("mochi noise in the log:\n%s", logs)
+	}
+}
+
+// AWS IoT Core accepts payloads up to 128 KiB and refuses larger ones: the broker delivers a payload of
+// exactly MaxPayloadBytes and closes the connection of a client that publishes one byte more.
+func TestPayloadOverLimitClosesConnection(t *testing.T) {
+	sink := newRecorder()
+	b := startBroker(t, broker.Config{Sink: sink, Logger: quietLogger()})
+	atLimit := bytes.Repeat([]byte("a"), broker.MaxPayloadBytes)
+	over := append(bytes.Clone(atLimit), 'b')
+
+	v5 := connectV5(t, b.Addr(), "dev-big5")
+	v5.publish(t, "dt/dev-big5/telemetry", 1, atLimit)
+	if got := sink.waitTopic(t, "dt/dev-big5/telemetry", 1); len(got[0].Payload) != broker.MaxPayloadBytes {
+		t.Fatalf("payload at the limit: sink got %d bytes", len(got[0].Payload))
+	}
+	// No PUBACK comes: the publish fails when the connection closes, or times out.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if _, err := v5.c.Publish(ctx, &paho.Publish{Topic: "dt/dev-big5/over", QoS: 1, Payload: over}); err == nil {
+		t.Errorf("MQTT 5 publish of %d bytes acknowledged, want refused", len(over))
+	}
+
+	v3 := connectV3(t, b.Addr(), "dev-big3")
+	tok := v3.c.Publish("dt/dev-big3/over", 1, false, over)
+	tok.WaitTimeout(waitFor) // no PUBACK comes; the connection closes
+
+	for _, id := range []string{"dev-big5", "dev-big3"} {
+		ev := decodePresence(t, sink.waitTopic(t, broker.PresenceDisconnectedTopic(id), 1)[0].Payload)
+		if ev.DisconnectReason != broker.ReasonClientError {
+			t.Errorf("%s: disconnect reason %s, want %s", id, ev.DisconnectReason, broker.ReasonClientError)
+		}
+	}
+	for _, topic := range []string{"dt/dev-big5/over", "dt/dev-big3/over"} {
+		if got := sink.withTopic(topic); len(got) != 0 {
+			t.Errorf("a payload over the limit reached the sink on %s", topic)
+		}
 	}
 }

@@ -11,6 +11,10 @@ import (
 // DefaultAddr is where `thingpipe local` listens for MQTT clients: loopback only, the usual MQTT port.
 const DefaultAddr = "127.0.0.1:1883"
 
+// MaxPayloadBytes is AWS IoT Core's limit on a PUBLISH payload (128 KiB). The broker closes the
+// connection of a client that publishes more, as AWS IoT does, and the message goes nowhere.
+const MaxPayloadBytes = 128 * 1024
+
 // DefaultAccountID is the account id moto uses, so registry events look like they came from that account.
 const DefaultAccountID = "123456789012"
 

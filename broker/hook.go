@@ -55,9 +55,21 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // OnPacketRead closes the connection of a client that publishes at QoS 2: AWS IoT Core has no QoS 2, and
-// mochi would otherwise downgrade it and answer PUBACK where a 3.1.1 client waits for PUBREC.
+// mochi would otherwise downgrade it and answer PUBACK where a 3.1.1 client waits for PUBREC. It does the
+// same with a payload over AWS IoT's 128 KiB limit, which AWS IoT refuses (PAYLOAD_LIMIT_EXCEEDED).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos < 2 {
+	if pk.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	if n := len(pk.Payload); n > MaxPayloadBytes {
+		h.b.log.Warn("publish refused: payload exceeds AWS IoT's 128 KiB limit (PAYLOAD_LIMIT_EXCEEDED); connection closed",
+			"client", cl.ID, "topic", pk.TopicName, "bytes", n, "limit", MaxPayloadBytes)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = h.b.server.DisconnectClient(cl, packets.ErrPacketTooLarge) // DISCONNECT 0x95, then close
+		}
+		return pk, fmt.Errorf("%w: payload of %d bytes exceeds %d", packets.ErrRejectPacket, n, MaxPayloadBytes)
+	}
+	if pk.FixedHeader.Qos < 2 {
 		return pk, nil
 	}
 	h.b.log.Warn("QoS 2 publish refused: AWS IoT Core supports QoS 0 and 1", "client", cl.ID, "topic", pk.TopicName)

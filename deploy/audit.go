@@ -35,9 +35,13 @@ const (
 	// RuleIoTIdentity: an IoT policy resource not bound to the caller's identity (thing name or
 	// Cognito identity) before any wildcard.
 	RuleIoTIdentity = "iot-identity"
-	// RuleDevicePolicy: the device policy lets a thing connect as another client id or use topics
+	// RuleDevicePolicy: the device policy lets a thing connect as another client id (or without the
+	// iot:Connection.Thing.IsAttached condition, which ties the certificate to that thing) or use topics
 	// other than its own dt/<thing>/..., or is missing.
 	RuleDevicePolicy = "device-policy"
+	// RuleManagedPolicy: an IAM role, user or group attaches an AWS managed policy, whose permissions
+	// are broad and not written in this template (least privilege is checked only on what is).
+	RuleManagedPolicy = "managed-policy"
 )
 
 // The IoT policy variables that bind a resource to the connected identity.
@@ -95,7 +99,12 @@ func Audit(template []byte) ([]Finding, error) {
 			}
 		case "AWS::S3::Bucket":
 			a.bucket(props)
-		case "AWS::IAM::Role":
+		case "AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group":
+			for _, arn := range renderAll(props["ManagedPolicyArns"]) {
+				if strings.Contains(arn, ":iam::aws:policy/") {
+					a.add(RuleManagedPolicy, fmt.Sprintf("attaches the AWS managed policy %q", arn))
+				}
+			}
 			a.policy(props["AssumeRolePolicyDocument"], trustPolicy)
 			pols, _ := props["Policies"].([]any)
 			for _, p := range pols {
@@ -299,6 +308,9 @@ func (a *auditor) iotPolicy(props map[string]any) {
 				a.add(RuleWildcardAction, fmt.Sprintf("%s allows %q", where, act))
 			}
 		}
+		if _, ok := st["NotAction"]; ok {
+			a.add(RuleNegation, where+" allows NotAction")
+		}
 		if _, ok := st["NotResource"]; ok {
 			a.add(RuleNegation, where+" allows NotResource")
 		}
@@ -336,6 +348,10 @@ func (a *auditor) devicePolicy(props map[string]any) {
 			case "iot:Connect":
 				connects = true
 				want = ":client/" + thingNameVar
+				if !thingAttached(st["Condition"]) {
+					a.add(RuleDevicePolicy, fmt.Sprintf("statement %d allows iot:Connect without the condition "+
+						"iot:Connection.Thing.IsAttached: true (a certificate not attached to the thing could connect as it)", i))
+				}
 			case "iot:Publish", "iot:Receive", "iot:RetainPublish":
 				want = ":topic/dt/" + thingNameVar + "/"
 			case "iot:Subscribe":
@@ -358,6 +374,20 @@ func (a *auditor) devicePolicy(props map[string]any) {
 	if !connects {
 		a.add(RuleDevicePolicy, "does not allow iot:Connect as the thing itself")
 	}
+}
+
+// thingAttached reports whether a condition block requires iot:Connection.Thing.IsAttached to be true.
+func thingAttached(cond any) bool {
+	cm, _ := cond.(map[string]any)
+	for _, op := range []string{"Bool", "StringEquals"} {
+		m, _ := cm[op].(map[string]any)
+		for _, v := range renderAll(m["iot:Connection.Thing.IsAttached"]) {
+			if strings.EqualFold(v, "true") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // renderAll turns a template value into the strings it can stand for: lists are flattened, both

@@ -55,7 +55,7 @@ func TestAuditReportsAnInsecureTemplate(t *testing.T) {
 		t.Errorf("findings differ from %s (-want +got):\n%s", golden, diff)
 	}
 	for _, r := range []string{RuleUnencrypted, RulePublicBucket, RuleWildcardAction, RuleWildcardResource,
-		RuleUnscopedResource, RuleNegation, RulePublicPrincipal, RuleIoTIdentity, RuleDevicePolicy} {
+		RuleUnscopedResource, RuleNegation, RulePublicPrincipal, RuleIoTIdentity, RuleDevicePolicy, RuleManagedPolicy} {
 		if !rules[r] {
 			t.Errorf("rule %s never fired on the insecure fixture", r)
 		}

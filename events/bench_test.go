@@ -25,7 +25,7 @@ func BenchmarkDecodeProvisioning(b *testing.B) {
 }
 
 func BenchmarkRejectOversized(b *testing.B) {
-	p := make([]byte, MaxPayloadBytes+1)
+	p := make([]byte, MaxInputBytes+1)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := DecodeTelemetry("dev-42", p); err == nil {

@@ -14,8 +14,13 @@ import (
 
 // Limits every decoder enforces before looking at fields.
 const (
-	// MaxPayloadBytes is AWS IoT's message size limit (128 KiB); anything larger is rejected.
+	// MaxPayloadBytes is AWS IoT's message size limit (128 KiB): AWS IoT, and the local broker, refuse
+	// larger publishes.
 	MaxPayloadBytes = 128 * 1024
+	// MaxInputBytes is the largest input a decoder accepts: a device's largest payload plus room for
+	// the fields a topic rule adds (the default rules add thingName or userId, at most 128 bytes each),
+	// so a 128 KiB message that AWS IoT accepted is not dead-lettered for what its rule added.
+	MaxInputBytes = MaxPayloadBytes + 1024
 	// MaxDepth bounds object/array nesting, so a hostile payload cannot make decoding expensive.
 	MaxDepth = 32
 	// maxNumberLen bounds the text of one JSON number.
@@ -33,8 +38,8 @@ type object struct {
 // parseObject checks size, UTF-8, JSON syntax, nesting depth, duplicate keys and number ranges of b,
 // which must hold one JSON object, and returns its top-level fields.
 func parseObject(input string, b []byte) (object, error) {
-	if len(b) > MaxPayloadBytes {
-		return object{}, &DecodeError{Input: input, Kind: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(b), MaxPayloadBytes)}
+	if len(b) > MaxInputBytes {
+		return object{}, &DecodeError{Input: input, Kind: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(b), MaxInputBytes)}
 	}
 	if !utf8.Valid(b) {
 		// encoding/json would silently replace bad bytes with U+FFFD; refuse instead.

@@ -133,7 +133,7 @@ func kindOf(err error) error {
 
 func checkAgainstReference(t *testing.T, b []byte) {
 	t.Helper()
-	if len(b) > MaxPayloadBytes || !validUTF8(b) {
+	if len(b) > MaxInputBytes || !validUTF8(b) {
 		return // checked before either scanner runs
 	}
 	got, err := scanObject("x", bytes.Clone(b))

@@ -103,7 +103,11 @@ type localStack struct {
 	unrouted atomic.Int64 // messages no rule matched
 	failed   atomic.Int64 // rule actions that failed (their errorAction ran)
 	inbox    *inbox       // stands in for the operators' email subscription
-	hooks    localHooks
+	// unevaluated counts rule evaluations that failed (e.g. a JSON rule on a payload that is not JSON):
+	// as in AWS IoT, where they count in the ParseError metric and are logged, no action and no
+	// errorAction runs, so the log line and this count are all a user sees of them.
+	unevaluated atomic.Int64
+	hooks       localHooks
 
 	// What startLocal opened: stop and close release it.
 	httpSrv  *http.Server
@@ -382,16 +386,22 @@ func (s *localStack) route(ctx context.Context, m broker.Message) {
 		AccountID: moto.AccountID, Timestamp: m.Time,
 	}
 	results := s.bridge.Handle(ctx, msg)
-	if s.hooks.onRoute != nil {
-		defer s.hooks.onRoute(m, len(results) > 0)
-	}
-	if len(results) == 0 {
-		s.unrouted.Add(1)
-		return
-	}
-	s.routed.Add(1)
+	ran := false
 	for _, r := range results {
+		if r.Err != nil {
+			s.unevaluated.Add(1)
+			continue
+		}
+		ran = true
 		s.failed.Add(int64(len(r.Failures)))
+	}
+	if ran {
+		s.routed.Add(1)
+	} else if len(results) == 0 {
+		s.unrouted.Add(1)
+	}
+	if s.hooks.onRoute != nil {
+		s.hooks.onRoute(m, ran)
 	}
 }
 

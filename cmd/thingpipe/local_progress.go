@@ -23,14 +23,16 @@ type progress struct {
 	routed    int64 // messages the rules bridge routed
 	unrouted  int64
 	failed    int64 // rule actions that failed
-	stages    map[string]stageCounts
-	alerts    int64 // alert emails in the local inbox
-	archived  int64 // S3 objects written
+	// unevaluated counts rules that could not evaluate a message (e.g. not JSON); nothing ran for them
+	unevaluated int64
+	stages      map[string]stageCounts
+	alerts      int64 // alert emails in the local inbox
+	archived    int64 // S3 objects written
 }
 
 func (s *localStack) read(ctx context.Context, sim *simulator.Simulator) progress {
 	p := progress{
-		routed: s.routed.Load(), unrouted: s.unrouted.Load(), failed: s.failed.Load(),
+		routed: s.routed.Load(), unrouted: s.unrouted.Load(), failed: s.failed.Load(), unevaluated: s.unevaluated.Load(),
 		stages:   stageMetrics(s.metrics),
 		archived: s.calls.Get("S3", "PutObject"),
 	}
@@ -89,8 +91,8 @@ func label(m *dto.Metric, name string) string {
 
 func (p progress) lines(elapsed time.Duration) []string {
 	lines := []string{
-		fmt.Sprintf("thingpipe local  %s  published %d  routed %d  unrouted %d  rule action failures %d",
-			elapsed.Truncate(time.Second), p.published, p.routed, p.unrouted, p.failed),
+		fmt.Sprintf("thingpipe local  %s  published %d  routed %d  unrouted %d  rule action failures %d  not evaluated %d",
+			elapsed.Truncate(time.Second), p.published, p.routed, p.unrouted, p.failed, p.unevaluated),
 	}
 	for _, name := range pipeline.AllStages() {
 		c := p.stages[name]

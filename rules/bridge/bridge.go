@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -218,9 +219,13 @@ func (b *Bridge) do(ctx context.Context, a types.Action, output []byte) error {
 		if err != nil {
 			return err
 		}
+		body := rules.ActionPayload(a, output)
+		if err := sqsBodyValid(body); err != nil {
+			return fmt.Errorf("sqs SendMessage: %w", err)
+		}
 		_, err = b.sqs.SendMessage(ctx, &sqs.SendMessageInput{
 			QueueUrl:    aws.String(url),
-			MessageBody: aws.String(string(rules.ActionPayload(a, output))),
+			MessageBody: aws.String(string(body)),
 		})
 		if err != nil {
 			return fmt.Errorf("sqs SendMessage: %w", err)
@@ -265,6 +270,22 @@ func (b *Bridge) do(ctx context.Context, a types.Action, output []byte) error {
 		}
 	default:
 		return fmt.Errorf("action type %q is not run by the local rules bridge", rules.ActionType(a))
+	}
+	return nil
+}
+
+// sqsBodyValid refuses a message body SQS would refuse (InvalidMessageContents): SQS takes only
+// the XML character set in UTF-8. Checked here because the SDK would otherwise replace invalid UTF-8
+// with U+FFFD on the way and deliver a changed message, where AWS fails the action (and runs the
+// errorAction): a binary payload passed on by SELECT * needs useBase64.
+func sqsBodyValid(body []byte) error {
+	for i := 0; i < len(body); {
+		r, size := utf8.DecodeRune(body[i:])
+		ok := r == '\t' || r == '\n' || r == '\r' || (r >= 0x20 && r <= 0xD7FF) || (r >= 0xE000 && r <= 0xFFFD) || r >= 0x10000
+		if !ok || (r == utf8.RuneError && size == 1) {
+			return fmt.Errorf("InvalidMessageContents: invalid character in the message body at byte %d (binary payloads need useBase64: true)", i)
+		}
+		i += size
 	}
 	return nil
 }

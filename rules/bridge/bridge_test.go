@@ -353,6 +353,57 @@ actions:
 	}
 }
 
+// A binary payload that SELECT * passes on cannot go to SQS as text: SQS refuses it, so the action
+// fails and the errorAction receives the original payload (base64), as in AWS. With useBase64 it goes.
+func TestBinaryPayloadToSQSRunsErrorAction(t *testing.T) {
+	ctx := context.Background()
+	cfg := awstest.Config(t)
+	sq := sqs.NewFromConfig(cfg)
+	textName, b64Name, errName := awstest.Name(t, "text"), awstest.Name(t, "b64"), awstest.Name(t, "errors")
+	textURL, b64URL, errURL := createQueue(t, sq, textName), createQueue(t, sq, b64Name), createQueue(t, sq, errName)
+	dir := t.TempDir()
+	writeRule(t, dir, "r", fmt.Sprintf(`
+name: binary_rule
+sql: SELECT * FROM 'bin/+'
+actions:
+  - sqs: {queueUrl: "https://sqs.{{region}}.{{urlSuffix}}/{{account}}/%s", roleArn: r, useBase64: false}
+  - sqs: {queueUrl: "https://sqs.{{region}}.{{urlSuffix}}/{{account}}/%s", roleArn: r, useBase64: true}
+errorAction:
+  sqs: {queueUrl: "https://sqs.{{region}}.{{urlSuffix}}/{{account}}/%s", roleArn: r}
+`, textName, b64Name, errName))
+	rs, err := rules.LoadRules(dir, rules.LocalEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{AWS: cfg, Rules: rs, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, payload := range [][]byte{
+		[]byte("{\"thingName\":\"dev-\xff\xfe\"}"), // invalid UTF-8
+		[]byte("\x00\x01binary"),                   // UTF-8, but not characters SQS takes
+	} {
+		res := b.Handle(ctx, &iotsql.Message{Topic: "bin/x", ClientID: "dev-1", Payload: payload})
+		if len(res) != 1 || res[0].Err != nil || len(res[0].Failures) != 1 || res[0].ErrorAction != nil {
+			t.Fatalf("%q: result %+v", payload, res)
+		}
+		if !strings.Contains(res[0].Failures[0].ErrorMessage, "InvalidMessageContents") {
+			t.Errorf("%q: failure %+v", payload, res[0].Failures[0])
+		}
+		var em ErrorMessage
+		if err := json.Unmarshal([]byte(receiveOne(t, sq, errURL)), &em); err != nil {
+			t.Fatal(err)
+		}
+		if em.Base64OriginalPayload != base64.StdEncoding.EncodeToString(payload) {
+			t.Errorf("%q: errorAction got payload %s", payload, em.Base64OriginalPayload)
+		}
+		if got := receiveOne(t, sq, b64URL); got != base64.StdEncoding.EncodeToString(payload) {
+			t.Errorf("%q: useBase64 queue got %q", payload, got)
+		}
+		assertEmpty(t, sq, textURL)
+	}
+}
+
 func TestNonJSONPayloadIsAnEvaluationError(t *testing.T) {
 	cfg := awstest.Config(t)
 	rs, err := rules.LoadRules("../../deploy/rules", rules.LocalEnv)

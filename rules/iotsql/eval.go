@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -54,7 +55,9 @@ func (m *Message) root() (value, bool) {
 		}
 		// The document reads the payload in place (no copy): Payload must not change while the
 		// Message is being evaluated. Nothing that outlives an evaluation refers to it.
-		st.isJSON = st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
+		// JSON text is UTF-8 (RFC 8259): a payload that is not is binary, passed on unchanged by
+		// SELECT * and not evaluated otherwise, rather than read with its bad bytes replaced.
+		st.isJSON = utf8.Valid(m.Payload) && st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
 		st.rootV = undef
 		if st.isJSON {
 			st.rootV = st.d.value(0)

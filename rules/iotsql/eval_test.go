@@ -53,6 +53,14 @@ func TestNotJSON(t *testing.T) {
 	if err != nil || !r.Binary || string(r.Output) != "\x00binary" {
 		t.Fatalf("SELECT * of binary: %+v %v", r, err)
 	}
+	// Invalid UTF-8 is not JSON (RFC 8259), even when the bytes are otherwise well-formed: it is binary.
+	inv := &Message{Topic: "a", Payload: []byte("{\"thingName\":\"dev-\xff\xfe\"}")}
+	if _, err := mustCompile(t, "SELECT thingName FROM 'a'", DefaultVersion).Eval(inv); !errors.Is(err, ErrPayloadNotJSON) {
+		t.Fatalf("invalid UTF-8: err = %v, want ErrPayloadNotJSON", err)
+	}
+	if r, err := mustCompile(t, "SELECT * FROM 'a'", DefaultVersion).Eval(inv); err != nil || !r.Binary || string(r.Output) != string(inv.Payload) {
+		t.Fatalf("SELECT * of invalid UTF-8: %+v %v, want it unchanged as binary", r, err)
+	}
 	// A non-matching topic never needs the payload.
 	if r, err := mustCompile(t, "SELECT a FROM 'b'", DefaultVersion).Eval(m); err != nil || r.Matched {
 		t.Fatalf("non-matching topic: %+v %v", r, err)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzCompile: no input panics or hangs the parser; every failure is a positioned *Error; every
@@ -77,7 +78,7 @@ func FuzzEval(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		m := &Message{Topic: "a/b", Payload: payload}
-		valid := json.Valid(payload)
+		valid := json.Valid(payload) && utf8.Valid(payload) // JSON is UTF-8; encoding/json does not check
 		for i, q := range qs {
 			r, err := q.Eval(m)
 			if err != nil {
