@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: help run rules test vet fmt-check lint bench build
+.PHONY: help run rules test vet fmt-check lint bench build chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,3 +32,6 @@ lint: vet fmt-check ## static analysis: staticcheck, and cfn-lint on the CloudFo
 
 bench: ## Go benchmarks (compare runs with: go tool benchstat old.txt new.txt)
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS)
+
+chaos: ## crash tests: SIGKILL thingpipe run under load, several times, and kill one of three processes (needs moto_server)
+	$(GO) test -tags chaos -count=1 -timeout 15m -v -run 'TestCrash|TestTakeover' ./chaos/

@@ -50,7 +50,7 @@ func crashScenario(t *testing.T, devices, rounds, kills int) {
 	if ok, summary := s.checkArchive(t, recs); !ok || !exactlyOnce(summary) {
 		t.Errorf("archive: %s", summary)
 	} else {
-		t.Logf("archive: %s", summary)
+		t.Logf("archive: %s; %d batches found already in S3 after a kill", summary, s.retries(t))
 	}
 	for _, d := range s.devices {
 		if firing[d] != 1 || resolved[d] != 1 {

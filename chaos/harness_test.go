@@ -149,6 +149,19 @@ func newScenario(t *testing.T, e *env, devices int) *scenario {
 	return s
 }
 
+// retries counts the archive batches the processes found already (partly) in S3: evidence that the
+// kills hit the window between an object's write and its checkpoint.
+func (s *scenario) retries(t *testing.T) int {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(s.e.logs, s.name+"-run-*.log"))
+	n := 0
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		n += bytes.Count(b, []byte("archive retry"))
+	}
+	return n
+}
+
 // proc is one `thingpipe run` subprocess.
 type proc struct {
 	cmd  *exec.Cmd
