@@ -143,4 +143,3 @@ func waitForFine(t *testing.T, limit time.Duration, what string, cond func() (bo
 	}
 	t.Fatalf("%s: not within %s; last seen: %s", what, limit, last)
 }
-
