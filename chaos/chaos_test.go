@@ -75,8 +75,9 @@ func TestTakeover(t *testing.T) {
 	loaded := make(chan map[string]sent, 1)
 	go func() { loaded <- s.load(ctx, t, 40, 300*time.Millisecond) }()
 	time.Sleep(5 * time.Second) // in the hot spell
-	first.stop(syscall.SIGKILL)
 	killed := time.Now()
+	s.kills = append(s.kills, killed.UTC())
+	first.stop(syscall.SIGKILL)
 	var takeover time.Duration
 	waitForFine(t, time.Minute, "the dead process's archival shards are taken over", func() (bool, string) {
 		o := s.owners(t, group)
@@ -115,7 +116,7 @@ func TestTakeover(t *testing.T) {
 	}
 	for _, d := range s.devices {
 		if firing[d] != 1 || resolved[d] != 1 {
-			t.Errorf("%s: %d FIRING and %d RESOLVED emails for one incident, want 1 and 1", d, firing[d], resolved[d])
+			t.Errorf("%s: %d FIRING and %d RESOLVED emails for one incident, want 1 and 1 (FIRING sent at %v; kills at %v)", d, firing[d], resolved[d], s.firingAt[d], s.kills)
 		}
 	}
 }

@@ -54,7 +54,7 @@ func crashScenario(t *testing.T, devices, rounds, kills int) {
 	}
 	for _, d := range s.devices {
 		if firing[d] != 1 || resolved[d] != 1 {
-			t.Errorf("%s: %d FIRING and %d RESOLVED emails for one incident, want 1 and 1", d, firing[d], resolved[d])
+			t.Errorf("%s: %d FIRING and %d RESOLVED emails for one incident, want 1 and 1 (FIRING sent at %v; kills at %v)", d, firing[d], resolved[d], s.firingAt[d], s.kills)
 		}
 	}
 }

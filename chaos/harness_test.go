@@ -99,12 +99,15 @@ type scenario struct {
 	bucket  string
 	inbox   string // SQS queue URL subscribed to the alerts topic
 	envv    []string
+
+	kills    []time.Time         // when each SIGKILL was sent
+	firingAt map[string][]string // SNS timestamps of each thing's FIRING emails
 }
 
 func newScenario(t *testing.T, e *env, devices int) *scenario {
 	t.Helper()
 	ctx := t.Context()
-	s := &scenario{e: e, name: awstest.Name(t, "chaos")}
+	s := &scenario{e: e, name: awstest.Name(t, "chaos"), firingAt: map[string][]string{}}
 	for i := range devices {
 		s.devices = append(s.devices, fmt.Sprintf("%s-dev-%d", s.name, i))
 	}
@@ -359,6 +362,7 @@ func (s *scenario) drainInbox(t *testing.T, firing, resolved map[string]int) {
 		for _, m := range out.Messages {
 			var n struct {
 				Subject           string
+				Timestamp         string
 				MessageAttributes map[string]struct{ Value string }
 			}
 			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &n); err != nil {
@@ -368,6 +372,7 @@ func (s *scenario) drainInbox(t *testing.T, firing, resolved map[string]int) {
 			switch status {
 			case "FIRING":
 				firing[thing]++
+				s.firingAt[thing] = append(s.firingAt[thing], n.Timestamp)
 			case "RESOLVED":
 				resolved[thing]++
 			default:
@@ -448,8 +453,9 @@ func (s *scenario) killLoop(t *testing.T, kills int, window time.Duration, args 
 		if p.exited() {
 			t.Fatalf("thingpipe run exited on its own: %s", p.tail())
 		}
+		s.kills = append(s.kills, time.Now().UTC())
 		p.stop(syscall.SIGKILL)
-		t.Logf("kill %d after %s", i+1, d.Round(time.Millisecond))
+		t.Logf("kill %d after %s, at %s", i+1, d.Round(time.Millisecond), s.kills[i].Format("15:04:05.000"))
 		p = s.start(t, args...)
 	}
 	return p
