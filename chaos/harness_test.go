@@ -133,7 +133,7 @@ func newScenario(t *testing.T, e *env, devices int) *scenario {
 	// Short intervals so kills, failover and batches happen within seconds.
 	s.envv = append(os.Environ(),
 		"THINGPIPE_HTTP_ADDR=127.0.0.1:0",
-		"THINGPIPE_LOG__LEVEL=info",
+		"THINGPIPE_LOG__LEVEL="+cmpOr(os.Getenv("THINGPIPE_LOG__LEVEL"), "info"), // debug for post-mortems
 		"THINGPIPE_LOG__FORMAT=text",
 		"THINGPIPE_RESOURCES__ARCHIVE_BUCKET="+s.bucket,
 		"THINGPIPE_RESOURCES__ALERTS_TOPIC="+e.out.AlertsTopicARN,
@@ -163,6 +163,13 @@ func (s *scenario) retries(t *testing.T) int {
 		n += bytes.Count(b, []byte("archive retry"))
 	}
 	return n
+}
+
+func cmpOr(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
 }
 
 // proc is one `thingpipe run` subprocess.
