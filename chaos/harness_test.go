@@ -65,12 +65,16 @@ func setup(t *testing.T) *env {
 			setupErr = err
 			return
 		}
-		bin := filepath.Join(dir, "thingpipe")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/thingpipe")
-		build.Dir = ".."
-		if out, err := build.CombinedOutput(); err != nil {
-			setupErr = fmt.Errorf("building thingpipe: %v\n%s", err, out)
-			return
+		// CHAOS_BIN tests a binary built elsewhere (another commit, a release); default: this tree's.
+		bin := os.Getenv("CHAOS_BIN")
+		if bin == "" {
+			bin = filepath.Join(dir, "thingpipe")
+			build := exec.Command("go", "build", "-o", bin, "./cmd/thingpipe")
+			build.Dir = ".."
+			if out, err := build.CombinedOutput(); err != nil {
+				setupErr = fmt.Errorf("building thingpipe: %v\n%s", err, out)
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
