@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: help run rules test vet fmt-check lint bench build
+.PHONY: help run rules test vet fmt-check lint bench build chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,3 +38,6 @@ BENCH_LOAD ?= --devices 20 --rate 20 --duration 30s
 bench: build ## Go benchmarks, then a 30s load run of the whole local system (see docs/bench.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=1 -timeout=20m $(PKGS)
 	./bin/thingpipe bench $(BENCH_LOAD) --report bin/bench.json
+
+chaos: ## crash tests: SIGKILL thingpipe run under load, several times, and kill one of three processes (needs moto_server)
+	$(GO) test -tags chaos -count=1 -timeout 15m -v -run 'TestCrash|TestTakeover' ./chaos/

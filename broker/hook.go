@@ -116,6 +116,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	b.mu.Lock()
 	s, ok := b.sessions[cl]
 	delete(b.sessions, cl)
+	closing := b.closed
 	b.mu.Unlock()
 	if !ok {
 		return
@@ -125,6 +126,11 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		cause = err
 	}
 	reason := disconnectReason(cause)
+	if closing {
+		// The broker is shutting down: the client may have seen the server's DISCONNECT and hung up
+		// first, so the cause mochi records can be an EOF; the decision was still the server's.
+		reason = ReasonServerInitiated
+	}
 	clientInitiated := reason == ReasonClientInitiated
 	b.log.Info("MQTT client disconnected", "client", cl.ID, "reason", reason, "cause", cause)
 	b.publishPresence(cl.ID, PresenceEvent{

@@ -7,6 +7,14 @@
 // holding its record is in S3, so the Kinesis checkpoint never passes an unarchived record; a failed
 // write fails every handler of the batch and the records are redelivered. Names are deterministic: a
 // batch of the same records written again overwrites the same object.
+//
+// Retries never put a record in a second object: before writing a batch the archiver lists the
+// shard's objects of the batch's hour (one ListObjectsV2 per batch, starting after the last object
+// known to end before the batch; see shardIndex). Objects it did not write that overlap the batch's
+// sequence range (a worker wrote them and died, or lost its lease, before its checkpoint moved) are
+// read once; the batch's records already in one are acked without being written again, and only the
+// others form the new object. Deliveries withdrawn before the write (lease lost, Nack rewind) are
+// left out of the batch.
 package archival
 
 import (
@@ -98,9 +106,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ObjectStore writes whole objects.
+// ObjectStore writes, lists and reads whole objects.
 type ObjectStore interface {
 	Put(ctx context.Context, key string, body []byte) error
+	// List returns the keys starting with prefix that sort after startAfter (all if "").
+	List(ctx context.Context, prefix, startAfter string) ([]string, error)
+	Get(ctx context.Context, key string) ([]byte, error)
 }
 
 // Record is one archived line.
@@ -152,9 +163,14 @@ func (b Batch) Sort() {
 
 // Key is the batch's object key; the batch must be sorted.
 func (b Batch) Key(prefix string) string {
-	first, last := b[0], b[len(b)-1]
+	return fmt.Sprintf("%s%s.ndjson.gz", b.keyStart(prefix), b[len(b)-1].Seq)
+}
+
+// keyStart is the key up to and including "<firstSeq>-": every object starting with this record.
+func (b Batch) keyStart(prefix string) string {
+	first := b[0]
 	t := first.Arrival.UTC()
-	return fmt.Sprintf("%s/dt=%s/hour=%02d/%s/%s-%s.ndjson.gz", prefix, t.Format("2006-01-02"), t.Hour(), first.Shard, first.Seq, last.Seq)
+	return fmt.Sprintf("%s/dt=%s/hour=%02d/%s/%s-", prefix, t.Format("2006-01-02"), t.Hour(), first.Shard, first.Seq)
 }
 
 // Body is the gzip NDJSON object; the same records always give the same bytes.
@@ -175,13 +191,18 @@ func (b Batch) encode(zw *gzip.Writer) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// batch is a batch being filled, and the handlers waiting for it.
+// entry is one record waiting in a batch, and its handler.
+type entry struct {
+	rec  Record
+	ctx  context.Context // the delivery's; done when it was withdrawn (lease lost, Nack rewind)
+	done chan error      // buffered: the outcome
+}
+
+// batch is a batch being filled.
 type batch struct {
-	records Batch
+	entries []*entry
 	bytes   int
 	timer   *time.Timer
-	done    chan struct{}
-	err     error
 }
 
 // Archiver is the archival stage.
@@ -190,7 +211,8 @@ type Archiver struct {
 	store ObjectStore
 
 	mu      sync.Mutex
-	open    map[string]*batch // by shard
+	open    map[string]*batch      // by shard
+	index   map[string]*shardIndex // by shard: objects known to be in S3
 	closed  bool
 	writing sync.WaitGroup
 	gzip    sync.Pool // of *gzip.Writer
@@ -204,7 +226,7 @@ func New(cfg Config, store ObjectStore) (*Archiver, error) {
 	if store == nil {
 		return nil, errors.New("archival: store is required")
 	}
-	a := &Archiver{cfg: cfg.withDefaults(), store: store, open: map[string]*batch{}}
+	a := &Archiver{cfg: cfg.withDefaults(), store: store, open: map[string]*batch{}, index: map[string]*shardIndex{}}
 	a.gzip.New = func() any { return gzip.NewWriter(io.Discard) }
 	return a, nil
 }
@@ -237,33 +259,38 @@ func (a *Archiver) Handle(msg *message.Message) error {
 
 // Add puts rec in its shard's batch and waits until that batch is written.
 func (a *Archiver) Add(ctx context.Context, rec Record) error {
+	e := &entry{rec: rec, ctx: ctx, done: make(chan error, 1)}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
 		return ErrClosed
 	}
-	b := a.open[rec.Shard]
-	if b == nil {
-		b = &batch{done: make(chan struct{})}
-		a.open[rec.Shard] = b
-		shard := rec.Shard
-		b.timer = time.AfterFunc(a.cfg.MaxAge, func() { a.cut(shard, b) })
-	}
-	b.records = append(b.records, rec)
-	b.bytes += len(rec.Line) + 1
-	if len(b.records) >= a.cfg.MaxRecords || b.bytes >= a.cfg.MaxBytes {
-		a.detachLocked(rec.Shard, b)
-	}
+	a.addLocked(e)
 	a.mu.Unlock()
 	select {
-	case <-b.done:
-		if b.err != nil {
-			return fmt.Errorf("archiving %s/%s: %w", rec.Shard, rec.Seq, b.err)
+	case err := <-e.done:
+		if err != nil {
+			return fmt.Errorf("archiving %s/%s: %w", rec.Shard, rec.Seq, err)
 		}
 		return nil
 	case <-ctx.Done():
-		// The batch may still be written; the redelivered record then lands in a later object too.
+		// The delivery was withdrawn; the batch drops the record unless its write already started.
 		return ctx.Err()
+	}
+}
+
+func (a *Archiver) addLocked(e *entry) {
+	shard := e.rec.Shard
+	b := a.open[shard]
+	if b == nil {
+		b = &batch{}
+		a.open[shard] = b
+		b.timer = time.AfterFunc(a.cfg.MaxAge, func() { a.cut(shard, b) })
+	}
+	b.entries = append(b.entries, e)
+	b.bytes += len(e.rec.Line) + 1
+	if len(b.entries) >= a.cfg.MaxRecords || b.bytes >= a.cfg.MaxBytes || a.closed {
+		a.detachLocked(shard, b)
 	}
 }
 
@@ -283,13 +310,100 @@ func (a *Archiver) detachLocked(shard string, b *batch) {
 	a.writing.Add(1)
 	go func() {
 		defer a.writing.Done()
-		b.err = a.write(b.records)
-		close(b.done)
+		a.write(b.entries)
 	}()
 }
 
-func (a *Archiver) write(recs Batch) error {
-	recs.Sort()
+// write archives entries (one shard) and reports each entry's outcome, or puts it back in a batch.
+func (a *Archiver) write(entries []*entry) {
+	// Withdrawn deliveries are left out: the worker that gets them again archives them, and writing
+	// them here as well could put them in two objects.
+	live := entries[:0]
+	for _, e := range entries {
+		if e.ctx.Err() != nil {
+			e.done <- e.ctx.Err()
+			continue
+		}
+		live = append(live, e)
+	}
+	if len(live) == 0 {
+		return
+	}
+	slices.SortFunc(live, func(x, y *entry) int { return x.rec.seq.Cmp(y.rec.seq) })
+	recs := make(Batch, len(live))
+	for i, e := range live {
+		recs[i] = e.rec
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.WriteTimeout)
+	defer cancel()
+	a.mu.Lock()
+	idx := a.index[recs[0].Shard]
+	if idx == nil {
+		idx = &shardIndex{}
+		a.index[recs[0].Shard] = idx
+	}
+	a.mu.Unlock()
+	stored, err := idx.lookup(ctx, a.store, a.cfg.Prefix, recs)
+	if err != nil {
+		a.cfg.Logger.Warn("archive lookup failed; the batch will be redelivered", "records", len(recs), "err", err)
+		finish(live, err)
+		return
+	}
+	// Records already in an object (a redelivery after a crash or a lease move) are acked as they
+	// are; the others form the object.
+	rest, restRecs := live[:0], recs[:0]
+	for i, e := range live {
+		if stored[e.rec.Seq] {
+			e.done <- nil
+			continue
+		}
+		rest = append(rest, e)
+		restRecs = append(restRecs, recs[i])
+	}
+	if len(stored) > 0 {
+		a.cfg.Logger.Info("archive retry: records already in S3 acked without a second object", "shard", recs[0].Shard, "already", len(live)-len(rest), "new", len(rest))
+	}
+	if len(rest) == 0 {
+		return
+	}
+	err = a.put(ctx, restRecs)
+	if err == nil {
+		idx.wrote(a.cfg.Prefix, restRecs)
+	}
+	finish(rest, err)
+}
+
+func finish(entries []*entry, err error) {
+	for _, e := range entries {
+		e.done <- err
+	}
+}
+
+// sequenceNumbers reads the sequenceNumber of every line of an archive object.
+func sequenceNumbers(body []byte) ([]string, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	var seqs []string
+	dec := json.NewDecoder(zr)
+	for {
+		var line struct {
+			SequenceNumber string `json:"sequenceNumber"`
+		}
+		if err := dec.Decode(&line); err == io.EOF {
+			return seqs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("line %d: %w", len(seqs)+1, err)
+		}
+		if line.SequenceNumber == "" {
+			return nil, fmt.Errorf("line %d has no sequenceNumber", len(seqs)+1)
+		}
+		seqs = append(seqs, line.SequenceNumber)
+	}
+}
+
+func (a *Archiver) put(ctx context.Context, recs Batch) error {
 	zw := a.gzip.Get().(*gzip.Writer)
 	body, err := recs.encode(zw)
 	a.gzip.Put(zw)
@@ -297,8 +411,6 @@ func (a *Archiver) write(recs Batch) error {
 		return fmt.Errorf("compressing batch: %w", err)
 	}
 	key := recs.Key(a.cfg.Prefix)
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.WriteTimeout)
-	defer cancel()
 	if err := a.store.Put(ctx, key, body); err != nil {
 		a.cfg.Logger.Warn("archive write failed; the batch will be redelivered", "key", key, "records", len(recs), "err", err)
 		return err

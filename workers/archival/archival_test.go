@@ -39,6 +39,7 @@ type memStore struct {
 	mu      sync.Mutex
 	objects map[string][]byte
 	puts    int
+	lists   int
 	fail    int // fail the next n puts
 }
 
@@ -55,6 +56,30 @@ func (m *memStore) Put(_ context.Context, key string, body []byte) error {
 	}
 	m.objects[key] = body
 	return nil
+}
+
+func (m *memStore) List(_ context.Context, prefix, startAfter string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lists++
+	var ks []string
+	for k := range m.objects {
+		if strings.HasPrefix(k, prefix) && k > startAfter {
+			ks = append(ks, k)
+		}
+	}
+	sort.Strings(ks)
+	return ks, nil
+}
+
+func (m *memStore) Get(_ context.Context, key string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.objects[key]
+	if !ok {
+		return nil, fmt.Errorf("no object %s", key)
+	}
+	return b, nil
 }
 
 func (m *memStore) keys() []string {
@@ -260,4 +285,80 @@ func TestBadRecordsArePermanent(t *testing.T) {
 			t.Errorf("%s: want permanent, got %v", name, err)
 		}
 	}
+}
+
+// A redelivery that starts inside an object (its records were added out of order and the checkpoint
+// stopped in the middle of its range) acks the records the object holds and writes only the others.
+func TestRedeliveryInsideAnObjectRange(t *testing.T) {
+	store := &memStore{}
+	msgs := make([]*message.Message, 10)
+	for i := range msgs {
+		msgs[i] = record(t, "shardId-0", i, `{"v":1}`)
+	}
+	a, _ := New(Config{MaxRecords: 4, MaxAge: time.Hour}, store)
+	// Worker A wrote {0,1,2,4} (3 came late, into a batch that was never written) and died.
+	for _, err := range handleAll(a, []*message.Message{msgs[0], msgs[1], msgs[2], msgs[4]}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Worker B: redelivered from the checkpoint at 2: 3..9, cut in two batches.
+	b, _ := New(Config{MaxRecords: 3, MaxAge: 50 * time.Millisecond}, store)
+	for i, err := range handleAll(b, msgs[3:]) {
+		if err != nil {
+			t.Fatalf("record %d: %v", i+3, err)
+		}
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, k := range store.keys() {
+		for _, l := range lines(t, store.objects[k]) {
+			count[l["sequenceNumber"].(string)]++
+		}
+	}
+	if len(count) != 10 {
+		t.Errorf("%d records archived, want 10: %v", len(count), store.keys())
+	}
+	for s, n := range count {
+		if n != 1 {
+			t.Errorf("record %s is in %d objects", s, n)
+		}
+	}
+}
+
+// A delivery withdrawn (its context cancelled: lease lost, Nack rewind) before the batch is written
+// is left out of the object: the worker it is redelivered to archives it.
+func TestWithdrawnDeliveryIsNotWritten(t *testing.T) {
+	store := &memStore{}
+	a, _ := New(Config{MaxRecords: 100, MaxAge: time.Hour}, store)
+	keep := record(t, "shardId-0", 1, `{"v":1}`)
+	gone := record(t, "shardId-0", 2, `{"v":2}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	gone.SetContext(ctx)
+	errs := make(chan error, 2)
+	go func() { errs <- a.Handle(keep) }()
+	go func() { errs <- a.Handle(gone) }()
+	time.Sleep(50 * time.Millisecond) // both are in the open batch
+	cancel()
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := []error{<-errs, <-errs}
+	if (got[0] == nil) == (got[1] == nil) {
+		t.Fatalf("want one nil and one context error, got %v", got)
+	}
+	keys := store.keys()
+	if len(keys) != 1 {
+		t.Fatalf("objects %v", keys)
+	}
+	ls := lines(t, store.objects[keys[0]])
+	if len(ls) != 1 || ls[0]["v"] != 1.0 {
+		t.Errorf("object holds %v, want only the kept record", ls)
+	}
+	a.Close(context.Background())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/thingpipe/thingpipe/events"
+	"github.com/thingpipe/thingpipe/internal/apicalls"
 	"github.com/thingpipe/thingpipe/internal/awstest"
 	"github.com/thingpipe/thingpipe/workers/internal/awsfixture"
 )
@@ -110,6 +112,86 @@ func TestS3FailureIsRetryable(t *testing.T) {
 	for _, err := range errs {
 		if err == nil || events.IsPermanent(err) || !strings.Contains(err.Error(), "NoSuchBucket") {
 			t.Errorf("want a retryable NoSuchBucket error, got %v", err)
+		}
+	}
+}
+
+// TestRetryCutByAgeNeverDuplicates: worker A writes a batch cut by age, then dies before its
+// checkpoint moves; worker B gets the records again with different timing (and more of them) and
+// cuts by count. Every record must end up in exactly one object, A's object untouched.
+func TestRetryCutByAgeNeverDuplicates(t *testing.T) {
+	cfg := awstest.Config(t)
+	calls := apicalls.New()
+	calls.Instrument(&cfg)
+	client := awsfixture.S3Client(cfg)
+	bucket := awstest.Name(t, "thingpipe-archive")
+	awsfixture.Bucket(t, client, bucket)
+	const shard = "shardId-000000000007"
+	var msgs []*message.Message
+	for i := range 12 {
+		msgs = append(msgs, record(t, shard, 10+i, `{"temperature":21.5}`))
+	}
+	a, err := New(Config{Bucket: bucket, MaxRecords: 500, MaxAge: 50 * time.Millisecond}, NewS3Store(client, bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range handleAll(a, msgs[:5]) { // the age timer cuts these five
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	keysA := listAll(t, client, bucket)
+	if len(keysA) != 1 {
+		t.Fatalf("worker A wrote %v, want one object", keysA)
+	}
+	bodyA := get(t, client, bucket, keysA[0])
+	// "Crash": A is abandoned. B reads from the old checkpoint: the same five and seven more, cut by
+	// count at 4, so its batches would start at the same record but end elsewhere.
+	b, err := New(Config{Bucket: bucket, MaxRecords: 4, MaxAge: 100 * time.Millisecond}, NewS3Store(client, bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := calls.Get("S3", "ListObjectsV2")
+	for i, err := range handleAll(b, msgs) {
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	// Once more (a second crash of B before any checkpoint): everything is acked, nothing is written.
+	puts := calls.Get("S3", "PutObject")
+	for i, err := range handleAll(b, msgs) {
+		if err != nil {
+			t.Fatalf("second redelivery, record %d: %v", i, err)
+		}
+	}
+	if got := calls.Get("S3", "PutObject"); got != puts {
+		t.Errorf("the second redelivery wrote %d objects, want none", got-puts)
+	}
+	keys := listAll(t, client, bucket)
+	seen := map[string]string{}
+	for _, k := range keys {
+		for _, l := range lines(t, get(t, client, bucket, k)) {
+			seq := l["sequenceNumber"].(string)
+			if prev, dup := seen[seq]; dup {
+				t.Errorf("record %s is in %s and %s", seq, prev, k)
+			}
+			seen[seq] = k
+		}
+	}
+	if len(seen) != len(msgs) {
+		t.Errorf("%d records archived, want %d (objects %v)", len(seen), len(msgs), keys)
+	}
+	if !slices.Contains(keys, keysA[0]) || string(get(t, client, bucket, keysA[0])) != string(bodyA) {
+		t.Errorf("worker A's object %s changed or vanished: %v", keysA[0], keys)
+	}
+	lists := calls.Get("S3", "ListObjectsV2") - before
+	t.Logf("objects %d, ListObjectsV2 calls by B %d, GetObject %d", len(keys), lists, calls.Get("S3", "GetObject"))
+	if lists < 1 || lists > int64(len(msgs)) {
+		t.Errorf("%d List calls for %d records: want one per batch", lists, len(msgs))
+	}
+	for _, x := range []*Archiver{a, b} {
+		if err := x.Close(context.Background()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
