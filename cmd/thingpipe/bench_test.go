@@ -15,7 +15,6 @@ import (
 
 	"github.com/thingpipe/thingpipe/broker"
 	"github.com/thingpipe/thingpipe/internal/apicalls"
-	"github.com/thingpipe/thingpipe/internal/moto"
 	"github.com/thingpipe/thingpipe/pipeline"
 	"github.com/thingpipe/thingpipe/simulator"
 )
@@ -23,18 +22,7 @@ import (
 // TestBenchTinyLoad runs `thingpipe bench` for a few seconds against a moto of its own and checks the
 // report: nothing lost, nothing duplicated, and every field the JSON report promises.
 func TestBenchTinyLoad(t *testing.T) {
-	srv, err := moto.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("AWS_ENDPOINT_URL", srv.Endpoint)
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_REGION", moto.Region)
+	srv := startMoto(t)
 
 	reportPath := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr lockedBuffer

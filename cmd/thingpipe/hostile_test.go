@@ -119,15 +119,8 @@ var hostileCases = []hostileCase{
 // good device's life, and checks each bad one ends where a user can see it with a reason, the good
 // ones all complete, the process stays up, memory stays bounded, and no secret reaches the logs.
 func TestLocalHostileInput(t *testing.T) {
-	srv, err := moto.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("AWS_ENDPOINT_URL", srv.Endpoint)
+	srv := startMoto(t)
+	// Credentials the logs must never show.
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIASECRETMARKERID01")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", secretMarker)
 	t.Setenv("AWS_SESSION_TOKEN", "session-"+secretMarker)

@@ -33,20 +33,7 @@ import (
 // TCP with a real MQTT client as devices and an app would, and checks every outcome where a user would
 // look for it: DynamoDB, S3, the alert inbox subscribed to SNS, and the dead-letter queue.
 func TestLocalEndToEnd(t *testing.T) {
-	srv, err := moto.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	// runLocal points the SDK at the endpoint through the environment; t.Setenv restores it for the
-	// package's other tests, which use the package's own moto.
-	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("AWS_ENDPOINT_URL", srv.Endpoint)
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_REGION", moto.Region)
+	srv := startMoto(t)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -26,9 +26,10 @@ import (
 	"github.com/thingpipe/thingpipe/pipeline"
 )
 
-// startMoto runs a moto server of this test's own (this package's other tests need none) and
-// points the SDK's default chain at it through the environment.
-func startMoto(t *testing.T) {
+// startMoto runs a moto server of this test's own and points the SDK's default chain at it through
+// the environment; t.Setenv restores the environment for the package's other tests, which use the
+// package's moto (TestMain).
+func startMoto(t *testing.T) *moto.Server {
 	t.Helper()
 	srv, err := moto.Start()
 	if err != nil {
@@ -43,6 +44,7 @@ func startMoto(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
+	return srv
 }
 
 type lockedBuffer struct {
