@@ -527,6 +527,9 @@ func localPipelineConfig(path string, out deploy.Outputs) (pipeline.Config, erro
 	if path == "" {
 		cfg.Archival.MaxAge = pipeline.Duration(5 * time.Second)
 		cfg.Kinesis.StartPosition = "TRIM_HORIZON"
+		// Shutdown lets a long poll in progress finish (so no message is stranded invisible); a
+		// short poll keeps Ctrl-C quick, and empty polls cost nothing against the local emulator.
+		cfg.SQS.WaitTime = pipeline.Duration(3 * time.Second)
 	}
 	return cfg, cfg.Validate()
 }
