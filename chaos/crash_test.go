@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -71,4 +72,22 @@ func exactlyOnce(summary string) bool {
 // TestCrashOnce is the quick variant `make test` runs: one SIGKILL.
 func TestCrashOnce(t *testing.T) {
 	crashScenario(t, 4, 30, 1)
+}
+
+// killLoop starts thingpipe run and kills it n times at random moments within window, restarting each time.
+func (s *scenario) killLoop(t *testing.T, kills int, window time.Duration, args ...string) *proc {
+	t.Helper()
+	p := s.start(t, args...)
+	for i := range kills {
+		d := time.Duration(rand.Int64N(int64(window)))/time.Duration(kills) + time.Second
+		time.Sleep(d)
+		if p.exited() {
+			t.Fatalf("thingpipe run exited on its own: %s", p.tail())
+		}
+		s.kills = append(s.kills, time.Now().UTC())
+		p.stop(syscall.SIGKILL)
+		t.Logf("kill %d after %s, at %s", i+1, d.Round(time.Millisecond), s.kills[i].Format("15:04:05.000"))
+		p = s.start(t, args...)
+	}
+	return p
 }
