@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -12,9 +13,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Health tracks what /readyz reports: every stage the process was asked to run is running, no
@@ -262,10 +266,12 @@ func NewMux(m *Metrics, h *Health) *http.ServeMux {
 }
 
 // ReportAWSErrors makes every AWS client built from cfg report failures to h as component
-// "aws.<service>" (e.g. "aws.SQS"). It counts only failures that mean the dependency is unhealthy
-// or unusable: 5xx responses, transport errors, denied or expired credentials and missing resources.
-// Business outcomes such as a failed DynamoDB condition, throttling the SDK retried, or the caller's
-// own cancellation do not count.
+// "aws.<service>" (e.g. "aws.SQS"). It sees each call's final error, after the SDK's own retries,
+// and counts only failures that mean the dependency is unhealthy or unusable: 5xx responses,
+// transport errors (including a stalled connection's response timeout), throttling that was still
+// failing when the SDK gave up (or whose retry quota was spent), denied or expired credentials and
+// missing resources. Business outcomes such as a failed DynamoDB condition, throttling the SDK
+// retried through, or the caller's own cancellation or deadline do not count.
 func ReportAWSErrors(cfg *aws.Config, h *Health) {
 	const id = "thingpipe.health"
 	mw := middleware.InitializeMiddlewareFunc(id,
@@ -307,12 +313,60 @@ func unhealthyAWSError(err error) bool {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		// Status 0: the request was never answered (connection refused, DNS, TLS).
-		if code := re.HTTPStatusCode(); code == 0 || code >= 500 {
+		if code := re.HTTPStatusCode(); code == 0 || code >= 500 || code == http.StatusTooManyRequests {
 			return true
 		}
 		var ae smithy.APIError
-		return errors.As(err, &ae) && unhealthyCode(ae.ErrorCode())
+		if !errors.As(err, &ae) {
+			return false
+		}
+		// A throttle here is one the SDK's retries did not get through: the component is not
+		// keeping up, and an operator should see it.
+		_, throttled := retry.DefaultThrottleErrorCodes[ae.ErrorCode()]
+		return throttled || unhealthyCode(ae.ErrorCode())
 	}
 	// No response at all: connection refused, DNS, TLS, credentials that could not be loaded.
 	return true
+}
+
+// IsUnavailable reports whether err says a dependency could not be used right now, rather than
+// anything about the message: no response at all (connection refused or reset, DNS, a stalled
+// connection timing out), a 5xx answer, a 429, throttling (retry.DefaultThrottleErrorCodes) or
+// a timeout the SDK still reported after its own retries, or the SDK refusing to try because its
+// retry quota is spent (recent failures). Retrying the same message later will work once the
+// dependency is back, so such a message must be handed back to its source, never dead-lettered.
+// Errors wrapped with %w (as workers and the retry middleware do) are found; a nil err is false.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true // a call's own deadline: the dependency did not answer in time
+	}
+	var quota ratelimit.QuotaExceededError
+	if errors.As(err, &quota) {
+		return true
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch code := re.HTTPStatusCode(); {
+		case code == 0, code >= 500, code == http.StatusTooManyRequests:
+			return true
+		}
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			if _, ok := retry.DefaultThrottleErrorCodes[ae.ErrorCode()]; ok {
+				return true
+			}
+			if _, ok := retry.DefaultRetryableErrorCodes[ae.ErrorCode()]; ok { // RequestTimeout ...
+				return true
+			}
+		}
+		return false
+	}
+	// Not an answer from AWS: a transport failure the SDK wrapped without a response, or one from
+	// other code.
+	var send *smithyhttp.RequestSendError
+	var netErr net.Error
+	return errors.As(err, &send) || errors.As(err, &netErr)
 }

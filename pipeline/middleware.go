@@ -62,8 +62,10 @@ const maxReasonLen = 1024
 //     to the router a dead-lettered message is a success to ack), and its duration includes retries.
 //  6. poison: outside retry, so it only sees what retry gave up on. It dead-letters a message whose
 //     receive count is over the limit before any attempt, and after the attempts a permanent error, a
-//     panic, or exhausted retries; then it returns nil so the router acks the source. If the
-//     dead-letter publish fails, it returns the error: the message is nacked, never lost.
+//     panic, or exhausted retries; then it returns nil so the router acks the source. Retries that
+//     ran out because a dependency is unavailable (IsUnavailable: no response, 5xx, throttling,
+//     timeouts) are not the message's fault: it is nacked, not dead-lettered. If the dead-letter
+//     publish fails, it returns the error: the message is nacked, never lost.
 //  7. retry: retries transient errors only, with exponential backoff; permanent errors and panics
 //     return at once; waiting stops at shutdown or when the message context ends (then the message
 //     is nacked and redelivered later).
@@ -238,10 +240,12 @@ func (r *stageRunner) poison(h message.HandlerFunc) message.HandlerFunc {
 			kind = KindPanic
 		case IsPermanent(err):
 			kind = KindPermanent
-		case errors.As(err, &ex) && !r.stage.Failure.NackOnExhausted:
+		case errors.As(err, &ex) && !r.stage.Failure.NackOnExhausted && !IsUnavailable(err):
 			kind = KindRetriesExhausted
 		default:
-			return out, err // transient: nack, the source redelivers it
+			// transient, or a dependency that is down (the message is fine): nack, the source
+			// redelivers it (Kinesis rewinds to it, SQS after the nack backoff)
+			return out, err
 		}
 		if dlErr := r.deadLetter(msg, kind, err.Error()); dlErr != nil {
 			return nil, errors.Join(err, dlErr)

@@ -1,0 +1,195 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/thingpipe/thingpipe/internal/awstest"
+	"github.com/thingpipe/thingpipe/internal/faultproxy"
+)
+
+// responseError builds the error the SDK returns for an answer with status and, if code is set,
+// an API error code.
+func responseError(status int, code string) error {
+	var inner error = errors.New("no body")
+	if code != "" {
+		inner = &smithy.GenericAPIError{Code: code, Message: "m"}
+	}
+	return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: inner,
+	}}
+}
+
+func TestIsUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"no response", responseError(0, ""), true},
+		{"503", responseError(503, "ServiceUnavailable"), true},
+		{"500", responseError(500, "InternalError"), true},
+		{"429", responseError(429, "TooManyRequestsException"), true},
+		{"throttled, retries exhausted", &retry.MaxAttemptsError{Attempt: 3, Err: responseError(400, "ThrottlingException")}, true},
+		{"dynamodb throughput", responseError(400, "ProvisionedThroughputExceededException"), true},
+		{"s3 slow down", responseError(503, "SlowDown"), true},
+		{"request timeout code", responseError(400, "RequestTimeout"), true},
+		{"quota exceeded", fmt.Errorf("failed to get rate limit token, %w", ratelimit.QuotaExceededError{Available: 1, Requested: 5}), true},
+		{"send failed", &smithyhttp.RequestSendError{Err: errors.New("connection reset by peer")}, true},
+		{"net error", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
+		{"deadline", fmt.Errorf("put: %w", context.DeadlineExceeded), true},
+		{"canceled", fmt.Errorf("put: %w", context.Canceled), false},
+		{"condition failed", responseError(400, "ConditionalCheckFailedException"), false},
+		{"validation", responseError(400, "ValidationException"), false},
+		{"access denied", responseError(403, "AccessDenied"), false},
+		{"plain error", errors.New("device not active yet"), false},
+		{"permanent", Permanent(errors.New("bad payload")), false},
+		{"wrapped by workers and retry", &RetriesExhaustedError{Attempts: 6, Err: fmt.Errorf("archiving shard/1: %w", responseError(0, ""))}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsUnavailable(tc.err); got != tc.want {
+				t.Errorf("IsUnavailable(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIsUnavailableRealSDKErrors: the errors the real SDK returns against moto through a fault
+// proxy, wrapped the way workers wrap them.
+func TestIsUnavailableRealSDKErrors(t *testing.T) {
+	ctx := t.Context()
+	cfg := awstest.Config(t)
+	cfg.RetryMaxAttempts = 2
+	table := awstest.Name(t, "unavail")
+	db := dynamodb.NewFromConfig(cfg)
+	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            &table,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(c *dynamodb.Client, cond string) error {
+		in := &dynamodb.PutItemInput{TableName: &table, Item: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "x"}}}
+		if cond != "" {
+			in.ConditionExpression = aws.String(cond)
+		}
+		_, err := c.PutItem(ctx, in)
+		return fmt.Errorf("storing state: %w", err)
+	}
+
+	proxy, err := faultproxy.New(awstest.Endpoint(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	th, err := faultproxy.NewThrottler(awstest.Endpoint(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer th.Close()
+	th.Throttle(1)
+	via := func(endpoint string) aws.Config {
+		c := cfg.Copy()
+		c.BaseEndpoint = aws.String(endpoint)
+		return c
+	}
+
+	proxy.Drop()
+	dropped := put(dynamodb.NewFromConfig(via(proxy.URL())), "")
+	proxy.Pass()
+	proxy.Stall()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, stalledErr := awssqs.NewFromConfig(via(proxy.URL())).ListQueues(short, &awssqs.ListQueuesInput{})
+	cancel()
+	proxy.Pass()
+	// A stalled connection under a response timeout (what thingpipe run's clients have).
+	timed := via(proxy.URL())
+	timed.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.ResponseHeaderTimeout = 200 * time.Millisecond })
+	timed.RetryMaxAttempts = 1
+	proxy.Stall()
+	_, headerTimeout := awssqs.NewFromConfig(timed).ListQueues(ctx, &awssqs.ListQueuesInput{})
+	proxy.Pass()
+
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"dropped connection", dropped, true},
+		{"stalled past the caller's deadline", stalledErr, true},
+		{"stalled past the response timeout", headerTimeout, true},
+		{"dynamodb throttled", put(dynamodb.NewFromConfig(via(th.URL())), ""), true},
+		{"s3 throttled", func() error {
+			_, err := s3.NewFromConfig(via(th.URL()), func(o *s3.Options) { o.UsePathStyle = true }).ListBuckets(ctx, &s3.ListBucketsInput{})
+			return err
+		}(), true},
+		{"sqs throttled", func() error {
+			_, err := awssqs.NewFromConfig(via(th.URL())).ListQueues(ctx, &awssqs.ListQueuesInput{})
+			return err
+		}(), true},
+		{"condition failed", put(db, "attribute_exists(nope)"), false},
+		{"missing table", func() error {
+			_, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(awstest.Name(t, "missing"))})
+			return err
+		}(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("the call succeeded")
+			}
+			if got := IsUnavailable(tc.err); got != tc.want {
+				t.Errorf("IsUnavailable(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRetriesExhaustedByOutageAreNacked: a Kinesis-style stage (dead_letter on exhausted retries)
+// whose retries ran out because a dependency was unreachable hands the message back instead of
+// dead-lettering it, and the redelivery succeeds once the dependency is back.
+func TestRetriesExhaustedByOutageAreNacked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"connection reset", fmt.Errorf("archiving shard/7: %w", &smithyhttp.RequestSendError{Err: errors.New("read: connection reset by peer")})},
+		{"throttled", fmt.Errorf("storing alert state: %w", &retry.MaxAttemptsError{Attempt: 3, Err: responseError(400, "ProvisionedThroughputExceededException")})},
+		{"5xx", fmt.Errorf("publishing: %w", responseError(503, "ServiceUnavailable"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkNoLeaks(t)
+			var calls atomic.Int32
+			f := newFixture(t, func(*message.Message) error {
+				if calls.Add(1) <= 4 { // the whole first delivery fails (1 + 3 retries)
+					return tc.err
+				}
+				return nil
+			}, nil)
+			f.start()
+			f.publish("m", nil) // gochannel redelivers a nacked message at once
+			f.waitCounts(KindRetriesExhausted, counts{Received: 2, Nacked: 1, Acked: 1, Retries: 3})
+			f.noDLQ()
+		})
+	}
+}
