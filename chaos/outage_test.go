@@ -164,6 +164,7 @@ func outageScenario(t *testing.T, e *env, o outage) {
 		"THINGPIPE_READINESS__DEGRADED_WINDOW="+degradedWindow.String(),
 		"THINGPIPE_READINESS__CHECK_INTERVAL=1s",
 		"THINGPIPE_READINESS__CHECK_TIMEOUT=1s",
+		"THINGPIPE_AWS__RESPONSE_TIMEOUT=5s", // SQS long polls wait 1s (harness)
 	)
 	began := time.Now()
 	p := s.start(t)

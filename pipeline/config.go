@@ -39,6 +39,7 @@ type Config struct {
 	Readiness       ReadinessConfig `json:"readiness"`
 	Tracing         TracingConfig   `json:"tracing"`
 	Resources       ResourcesConfig `json:"resources"`
+	AWS             AWSConfig       `json:"aws"`
 	SQS             SQSConfig       `json:"sqs"`
 	Kinesis         KinesisConfig   `json:"kinesis"`
 
@@ -88,6 +89,17 @@ type ResourcesConfig struct {
 	EventsTopic   string `json:"events_topic"`
 	AlertsTopic   string `json:"alerts_topic"`
 	ArchiveBucket string `json:"archive_bucket"`
+}
+
+// AWSConfig tunes the AWS clients the stages use (credentials, region and endpoint come from the
+// SDK's default chain, never from here).
+type AWSConfig struct {
+	// ResponseTimeout bounds how long one attempt of an AWS call waits for the response to start
+	// once its request is sent. Without it a call on a connection that stalls (a network partition,
+	// a hung load balancer) would wait forever; with it the attempt fails, the SDK retries on a new
+	// connection, and /readyz reports the service. It must exceed sqs.wait_time, which a
+	// ReceiveMessage long poll spends waiting before AWS answers.
+	ResponseTimeout Duration `json:"response_timeout"`
 }
 
 // SQSConfig configures the SQS subscribers of the provisioning and binding stages.
@@ -261,6 +273,7 @@ func Default() Config {
 			AlertsTopic:       "thingpipe-alerts",
 			ArchiveBucket:     "thingpipe-archive",
 		},
+		AWS: AWSConfig{ResponseTimeout: Duration(30 * time.Second)},
 		SQS: SQSConfig{
 			Receivers:          2,
 			WaitTime:           Duration(20 * time.Second),
@@ -420,6 +433,9 @@ func (c Config) Validate() error {
 	}
 	if c.SQS.WaitTime < 0 || c.SQS.WaitTime > Duration(20*time.Second) || c.SQS.WaitTime%Duration(time.Second) != 0 {
 		v.add("sqs.wait_time", "must be whole seconds from 0s to 20s, got %s", c.SQS.WaitTime)
+	}
+	if c.AWS.ResponseTimeout <= c.SQS.WaitTime {
+		v.add("aws.response_timeout", "must exceed sqs.wait_time (%s), which a long poll waits before AWS answers; got %s", c.SQS.WaitTime, c.AWS.ResponseTimeout)
 	}
 	if c.SQS.VisibilityTimeout < Duration(time.Second) || c.SQS.VisibilityTimeout > Duration(12*time.Hour) || c.SQS.VisibilityTimeout%Duration(time.Second) != 0 {
 		v.add("sqs.visibility_timeout", "must be whole seconds from 1s to 12h, got %s", c.SQS.VisibilityTimeout)

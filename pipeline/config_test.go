@@ -198,6 +198,7 @@ resources: {archive_bucket: ""}
 			"THINGPIPE_ALERTING__POLICIES=[{",
 		}},
 		{"empty-stages", "stages: []\n", nil},
+		{"response-timeout-within-long-poll", "aws: {response_timeout: 20s}\nsqs: {wait_time: 20s}\n", nil},
 		{"binding-receives-before-deadline", "binding:\n  max_receives: 4\n  activation_deadline: 10m\n", nil},
 		{"yaml-syntax", "log:\n  level: [info\n", nil},
 	}

@@ -216,16 +216,37 @@ func (h *Health) runChecks(ctx context.Context) map[string]string {
 
 	ctx, cancel := context.WithTimeout(ctx, h.checkTimeout)
 	defer cancel()
-	errs := make([]error, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Go(func() { errs[i] = c.fn(ctx) })
+	type result struct {
+		i   int
+		err error
 	}
-	wg.Wait()
+	// Buffered: a check still running when the round gives up finishes into it and exits.
+	results := make(chan result, len(checks))
+	for i, c := range checks {
+		go func() { results <- result{i, c.fn(ctx)} }()
+	}
+	// The round ends at the check timeout even if a check ignores its context (a call queued
+	// behind a stalled one), so /readyz always answers.
 	out := map[string]string{}
-	for i, err := range errs {
-		if err != nil {
-			out[checks[i].name] = err.Error()
+	pending := make([]bool, len(checks))
+	for i := range pending {
+		pending[i] = true
+	}
+wait:
+	for range checks {
+		select {
+		case r := <-results:
+			pending[r.i] = false
+			if r.err != nil {
+				out[checks[r.i].name] = r.err.Error()
+			}
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for i, p := range pending {
+		if p {
+			out[checks[i].name] = fmt.Sprintf("no answer within %s", h.checkTimeout)
 		}
 	}
 	h.checkErrors = out
@@ -277,19 +298,43 @@ func ReportAWSErrors(cfg *aws.Config, h *Health) {
 	mw := middleware.InitializeMiddlewareFunc(id,
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			out, md, err := next.HandleInitialize(ctx, in)
-			if err != nil && unhealthyAWSError(err) {
+			// A call whose own context ended failed because of its caller, not the dependency.
+			if err != nil && ctx.Err() == nil && unhealthyAWSError(err) {
 				h.ReportError("aws."+awsmiddleware.GetServiceID(ctx),
 					fmt.Errorf("%s: %w", awsmiddleware.GetOperationName(ctx), err))
+			}
+			return out, md, err
+		})
+	// Each attempt that got no answer within the response timeout (a stalled connection) is
+	// reported at once, not only when the SDK's retries are spent: a stall makes every attempt
+	// wait that long, so the final error would come late or, if the stall heals in time, never.
+	const attemptID = "thingpipe.health.attempt"
+	attemptMW := middleware.FinalizeMiddlewareFunc(attemptID,
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleFinalize(ctx, in)
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				h.ReportError("aws."+awsmiddleware.GetServiceID(ctx),
+					fmt.Errorf("%s: attempt got no answer in time: %w", awsmiddleware.GetOperationName(ctx), err))
 			}
 			return out, md, err
 		})
 	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
 		// A config copied from one already instrumented reports to the newest Health only.
 		if _, ok := stack.Initialize.Get(id); ok {
-			_, err := stack.Initialize.Swap(id, mw)
+			if _, err := stack.Initialize.Swap(id, mw); err != nil {
+				return err
+			}
+		} else if err := stack.Initialize.Add(mw, middleware.After); err != nil {
 			return err
 		}
-		return stack.Initialize.Add(mw, middleware.After)
+		if _, ok := stack.Finalize.Get(attemptID); ok {
+			_, err := stack.Finalize.Swap(attemptID, attemptMW)
+			return err
+		}
+		if _, ok := stack.Finalize.Get("Retry"); ok { // inside the SDK's retry loop: every attempt
+			return stack.Finalize.Insert(attemptMW, "Retry", middleware.After)
+		}
+		return stack.Finalize.Add(attemptMW, middleware.Before)
 	})
 }
 
@@ -306,8 +351,11 @@ func unhealthyCode(code string) bool {
 	return false
 }
 
+// unhealthyAWSError classifies a call's final error; the caller has checked that the call's own
+// context had not ended, so a DeadlineExceeded here is a transport timeout (a stalled connection
+// under the response timeout), which counts.
 func unhealthyAWSError(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	var re *awshttp.ResponseError

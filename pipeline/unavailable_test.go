@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,6 +191,112 @@ func TestRetriesExhaustedByOutageAreNacked(t *testing.T) {
 			f.publish("m", nil) // gochannel redelivers a nacked message at once
 			f.waitCounts(KindRetriesExhausted, counts{Received: 2, Nacked: 1, Acked: 1, Retries: 3})
 			f.noDLQ()
+		})
+	}
+}
+
+// TestReadinessAnswersWhileACheckHangs: a check that ignores its context (a call queued behind a
+// stalled one) does not hold /readyz: the round ends at the check timeout and names it.
+func TestReadinessAnswersWhileACheckHangs(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	h := NewHealth(HealthOptions{CheckTimeout: 100 * time.Millisecond})
+	h.AddCheck("hangs", func(context.Context) error { <-release; return nil })
+	h.AddCheck("fine", func(context.Context) error { return nil })
+	done := make(chan Readiness, 1)
+	go func() { done <- h.Readiness(t.Context()) }()
+	select {
+	case r := <-done:
+		if r.Ready || len(r.Degraded) != 1 || r.Degraded[0].Component != "check:hangs" || !strings.Contains(r.Degraded[0].Error, "no answer within 100ms") {
+			t.Errorf("Readiness = %+v, want check:hangs degraded with no answer", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Readiness blocked on a hanging check")
+	}
+}
+
+// TestStalledAndThrottledCallsDegrade: through the real SDK, a call on a stalled connection under
+// AWSHTTPClient's response timeout fails (instead of hanging) and makes its service degraded, and
+// so does throttling the SDK's retries did not get through; throttling they got through does not.
+func TestStalledAndThrottledCallsDegrade(t *testing.T) {
+	ctx := t.Context()
+	proxy, err := faultproxy.New(awstest.Endpoint(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	th, err := faultproxy.NewThrottler(awstest.Endpoint(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer th.Close()
+
+	t.Run("stalled", func(t *testing.T) {
+		h := NewHealth(HealthOptions{})
+		cfg := awstest.Config(t)
+		cfg.BaseEndpoint = aws.String(proxy.URL())
+		cfg.HTTPClient = AWSHTTPClient(AWSConfig{ResponseTimeout: Duration(300 * time.Millisecond)})
+		cfg.RetryMaxAttempts = 2
+		ReportAWSErrors(&cfg, h)
+		proxy.Stall()
+		defer proxy.Pass()
+
+		// A call whose first attempt stalls and whose retry gets through: the stalled attempt is
+		// reported at once, though the call succeeds.
+		heal := time.AfterFunc(500*time.Millisecond, proxy.Pass)
+		if _, err := awssqs.NewFromConfig(cfg).ListQueues(ctx, &awssqs.ListQueuesInput{}); err != nil {
+			t.Fatalf("call whose stall healed: %v", err)
+		}
+		heal.Stop()
+		if r := h.Readiness(ctx); r.Ready || len(r.Degraded) != 1 || r.Degraded[0].Component != "aws.SQS" || !strings.Contains(r.Degraded[0].Error, "no answer in time") {
+			t.Errorf("after a stalled attempt: %+v, want aws.SQS degraded", r)
+		}
+		proxy.Stall()
+		h = NewHealth(HealthOptions{})
+		ReportAWSErrors(&cfg, h)
+		done := make(chan error, 1)
+		go func() {
+			_, err := awssqs.NewFromConfig(cfg).ListQueues(ctx, &awssqs.ListQueuesInput{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !IsUnavailable(err) {
+				t.Fatalf("stalled call: %v, want an unavailable error", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("stalled call still waiting: no response timeout")
+		}
+		if r := h.Readiness(ctx); r.Ready || len(r.Degraded) != 1 || r.Degraded[0].Component != "aws.SQS" {
+			t.Errorf("after a stalled call: %+v, want aws.SQS degraded", r)
+		}
+	})
+	for _, tc := range []struct {
+		name     string
+		share    float64
+		degraded bool
+	}{
+		{"throttled past the SDK's retries", 1, true},
+		{"throttled, retried through", 0.5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHealth(HealthOptions{})
+			cfg := awstest.Config(t)
+			cfg.BaseEndpoint = aws.String(th.URL())
+			cfg.Retryer = func() aws.Retryer {
+				return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 20 * time.Millisecond })
+			}
+			ReportAWSErrors(&cfg, h)
+			th.Throttle(tc.share)
+			defer th.Pass()
+			_, err := dynamodb.NewFromConfig(cfg).ListTables(ctx, &dynamodb.ListTablesInput{})
+			if (err != nil) != tc.degraded {
+				t.Fatalf("ListTables: %v", err)
+			}
+			r := h.Readiness(ctx)
+			if got := len(r.Degraded) == 1 && r.Degraded[0].Component == "aws.DynamoDB"; got != tc.degraded {
+				t.Errorf("Readiness = %+v, want aws.DynamoDB degraded: %v", r, tc.degraded)
+			}
 		})
 	}
 }

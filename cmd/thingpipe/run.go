@@ -147,6 +147,9 @@ func run(ctx context.Context, cfg pipeline.Config, logw io.Writer, ready func(ad
 func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, log *slog.Logger,
 	metrics *pipeline.Metrics, health *pipeline.Health, tp trace.TracerProvider,
 	onOutcome func(stage string, msg *message.Message, outcome string)) (*pipeline.Pipeline, func(), error) {
+	// Every call of the stages (and their readiness checks) gets a per-attempt response timeout, so a
+	// stalled connection fails and is retried instead of hanging a stage (aws.response_timeout).
+	awsCfg.HTTPClient = pipeline.AWSHTTPClient(cfg.AWS)
 	c := newClients(awsCfg)
 	dlq, err := tpsqs.NewPublisher(tpsqs.PublisherConfig{Client: c.sqs, Logger: log})
 	if err != nil {

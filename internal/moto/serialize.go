@@ -2,9 +2,9 @@ package moto
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -19,16 +19,23 @@ import (
 // DynamoDB calls makes moto behave like DynamoDB for that process; workers still interleave between
 // calls (a read and the conditional write after it are separate calls), so the races the conditions
 // guard against still happen. It cannot help across processes.
+//
+// A call waiting for its turn gives up when its context ends, so one call stuck on a stalled
+// connection does not hold every other (readiness checks, calls with deadlines) past their deadlines.
 func SerializeDynamoDB(cfg *aws.Config) {
-	var mu sync.Mutex
+	turn := make(chan struct{}, 1)
 	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
 		return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("thingpipe.moto.serialize",
 			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
 				if awsmiddleware.GetServiceID(ctx) != "DynamoDB" {
 					return next.HandleDeserialize(ctx, in)
 				}
-				mu.Lock()
-				defer mu.Unlock()
+				select {
+				case turn <- struct{}{}:
+				case <-ctx.Done():
+					return middleware.DeserializeOutput{}, middleware.Metadata{}, fmt.Errorf("waiting for the serialized DynamoDB call ahead: %w", ctx.Err())
+				}
+				defer func() { <-turn }()
 				return next.HandleDeserialize(ctx, in)
 			}), middleware.After)
 	})
