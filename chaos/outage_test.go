@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,7 +64,7 @@ func TestOutageDroppedConnections(t *testing.T) {
 			sqsBack = time.AfterFunc(4*time.Second, sqsProxy.Pass)
 		},
 		end:    func() { sqsBack.Stop(); sqsProxy.Pass(); others.Pass() },
-		length: 12 * time.Second,
+		length: outageLength(t, 12*time.Second),
 	})
 	t.Logf("proxy (SQS): %+v; proxy (other services): %+v", sqsProxy.Stats(), others.Stats())
 }
@@ -75,7 +76,7 @@ func TestOutageStalledConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	outageScenario(t, e, outage{name: "stalled connections", env: []string{"AWS_ENDPOINT_URL=" + p.URL()}, start: p.Stall, end: p.Pass, length: 12 * time.Second})
+	outageScenario(t, e, outage{name: "stalled connections", env: []string{"AWS_ENDPOINT_URL=" + p.URL()}, start: p.Stall, end: p.Pass, length: outageLength(t, 12*time.Second)})
 	t.Logf("proxy: %+v", p.Stats())
 }
 
@@ -86,7 +87,7 @@ func TestOutageThrottling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer th.Close()
-	outageScenario(t, e, outage{name: "throttling half of all calls", env: []string{"AWS_ENDPOINT_URL=" + th.URL()}, start: func() { th.Throttle(0.5) }, end: th.Pass, length: 15 * time.Second})
+	outageScenario(t, e, outage{name: "throttling half of all calls", env: []string{"AWS_ENDPOINT_URL=" + th.URL()}, start: func() { th.Throttle(0.5) }, end: th.Pass, length: outageLength(t, 15*time.Second)})
 	st := th.Stats()
 	t.Logf("throttler: requests %v, throttled %v", st.Requests, st.Throttled)
 	for _, svc := range []string{"sqs", "kinesis", "dynamodb", "s3", "sns"} {
@@ -94,6 +95,21 @@ func TestOutageThrottling(t *testing.T) {
 			t.Errorf("no %s call was throttled: the test did not exercise it", svc)
 		}
 	}
+}
+
+// outageLength is def, or CHAOS_OUTAGE (a Go duration such as 30s) when set: `make test` keeps
+// the faults short, a developer can run them as long as issue 6 asks (10-30 s) or longer.
+func outageLength(t *testing.T, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv("CHAOS_OUTAGE")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("CHAOS_OUTAGE=%q: want a positive duration such as 30s", v)
+	}
+	return d
 }
 
 // freeAddr returns a loopback address nothing listens on (yet).
