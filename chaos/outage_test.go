@@ -69,6 +69,9 @@ func TestOutageDroppedConnections(t *testing.T) {
 	t.Logf("proxy (SQS): %+v; proxy (other services): %+v", sqsProxy.Stats(), others.Stats())
 }
 
+// TestOutageStalledConnections: every connection to AWS accepted but silent for 12 s (a network
+// partition), then the held bytes flow again. Calls must not hang: aws.response_timeout (5 s here)
+// fails the stalled attempts, which /readyz reports at once.
 func TestOutageStalledConnections(t *testing.T) {
 	e := setup(t)
 	p, err := faultproxy.New(awstest.Endpoint(t))
@@ -80,6 +83,10 @@ func TestOutageStalledConnections(t *testing.T) {
 	t.Logf("proxy: %+v", p.Stats())
 }
 
+// TestOutageThrottling: three of every four calls to each AWS service answered with that service's
+// throttling error for 15 s. The SDK's retries (and its retry quota) give up on many of them, so
+// handlers fail until their own retries run out: the messages must be handed back, not
+// dead-lettered, and every service must actually have been throttled.
 func TestOutageThrottling(t *testing.T) {
 	e := setup(t)
 	th, err := faultproxy.NewThrottler(awstest.Endpoint(t))
@@ -87,7 +94,7 @@ func TestOutageThrottling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer th.Close()
-	outageScenario(t, e, outage{name: "throttling half of all calls", env: []string{"AWS_ENDPOINT_URL=" + th.URL()}, start: func() { th.Throttle(0.5) }, end: th.Pass, length: outageLength(t, 15*time.Second)})
+	outageScenario(t, e, outage{name: "throttling three calls in four", env: []string{"AWS_ENDPOINT_URL=" + th.URL()}, start: func() { th.Throttle(0.75) }, end: th.Pass, length: outageLength(t, 15*time.Second)})
 	st := th.Stats()
 	t.Logf("throttler: requests %v, throttled %v", st.Requests, st.Throttled)
 	for _, svc := range []string{"sqs", "kinesis", "dynamodb", "s3", "sns"} {
