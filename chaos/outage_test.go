@@ -29,9 +29,12 @@ import (
 // outage is one fault: start begins it, end heals it.
 type outage struct {
 	name       string
-	env        []string // the process's endpoint(s): AWS_ENDPOINT_URL=<proxy> ...
+	env        []string // the process's endpoint(s): AWS_ENDPOINT_URL=<proxy> ..., other settings
 	start, end func()
 	length     time.Duration
+	// controlAt is when the control messages are sent, from the start of the fault (default
+	// -200ms: just before it, so some are in flight when it starts).
+	controlAt time.Duration
 }
 
 // degradedWindow is THINGPIPE_READINESS__DEGRADED_WINDOW in these tests: short, so /readyz turns
@@ -41,7 +44,10 @@ const degradedWindow = 3 * time.Second
 // TestOutageDroppedConnections: every AWS service unreachable (connections reset) for 12 s; SQS
 // comes back after 4 s, so for 8 s the dead-letter queues are reachable while DynamoDB, Kinesis,
 // S3 and SNS are not: a stage that dead-letters good messages because a dependency is down would
-// succeed in doing so here.
+// succeed in doing so here. The control messages arrive when SQS is back and DynamoDB is not, and
+// the provisioning stage's limits are scaled down with the outage (max_receives 2, 2 s of retries
+// per delivery, nack backoff from 500 ms): its messages are received again and again while they
+// cannot be handled, and must not be dead-lettered as "received too often".
 func TestOutageDroppedConnections(t *testing.T) {
 	e := setup(t)
 	others, err := faultproxy.New(awstest.Endpoint(t))
@@ -57,14 +63,19 @@ func TestOutageDroppedConnections(t *testing.T) {
 	var sqsBack *time.Timer
 	outageScenario(t, e, outage{
 		name: "dropped connections",
-		env:  []string{"AWS_ENDPOINT_URL=" + others.URL(), "AWS_ENDPOINT_URL_SQS=" + sqsProxy.URL()},
+		env: []string{
+			"AWS_ENDPOINT_URL=" + others.URL(), "AWS_ENDPOINT_URL_SQS=" + sqsProxy.URL(),
+			"THINGPIPE_PROVISIONING__MAX_RECEIVES=2", "THINGPIPE_PROVISIONING__RETRY__MAX_ELAPSED=2s",
+			"THINGPIPE_SQS__NACK_BACKOFF_INITIAL=500ms",
+		},
 		start: func() {
 			others.Drop()
 			sqsProxy.Drop()
 			sqsBack = time.AfterFunc(4*time.Second, sqsProxy.Pass)
 		},
-		end:    func() { sqsBack.Stop(); sqsProxy.Pass(); others.Pass() },
-		length: outageLength(t, 12*time.Second),
+		end:       func() { sqsBack.Stop(); sqsProxy.Pass(); others.Pass() },
+		length:    outageLength(t, 12*time.Second),
+		controlAt: 4300 * time.Millisecond,
 	})
 	t.Logf("proxy (SQS): %+v; proxy (other services): %+v", sqsProxy.Stats(), others.Stats())
 }
@@ -238,15 +249,31 @@ func outageScenario(t *testing.T, e *env, o outage) {
 	}()
 	defer func() { cancel(); <-pollDone }()
 
-	time.Sleep(lead - 200*time.Millisecond)
-	s.sendControl(t) // just before the fault: some of it is in flight when it starts
-	time.Sleep(200 * time.Millisecond)
+	if o.controlAt == 0 {
+		o.controlAt = -200 * time.Millisecond
+	}
+	if o.controlAt <= -lead || o.controlAt >= o.length {
+		t.Fatalf("controlAt %s: want it within the load, before the fault ends", o.controlAt)
+	}
+	if o.controlAt < 0 {
+		time.Sleep(lead + o.controlAt)
+		s.sendControl(t)
+		time.Sleep(-o.controlAt)
+	} else {
+		time.Sleep(lead)
+	}
 	mu.Lock()
 	faultStart = time.Now()
 	mu.Unlock()
-	t.Logf("%s: from %.1fs for %s", o.name, time.Since(began).Seconds(), o.length)
+	t.Logf("%s: from %.1fs for %s, control messages at %+.1fs", o.name, time.Since(began).Seconds(), o.length, o.controlAt.Seconds())
 	o.start()
-	time.Sleep(o.length)
+	if o.controlAt >= 0 {
+		time.Sleep(o.controlAt)
+		s.sendControl(t) // during the fault
+		time.Sleep(o.length - o.controlAt)
+	} else {
+		time.Sleep(o.length)
+	}
 	o.end()
 	mu.Lock()
 	faultEnd = time.Now()

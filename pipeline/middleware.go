@@ -64,8 +64,9 @@ const maxReasonLen = 1024
 //     receive count is over the limit before any attempt, and after the attempts a permanent error, a
 //     panic, or exhausted retries; then it returns nil so the router acks the source. Retries that
 //     ran out because a dependency is unavailable (IsUnavailable: no response, 5xx, throttling,
-//     timeouts) are not the message's fault: it is nacked, not dead-lettered. If the dead-letter
-//     publish fails, it returns the error: the message is nacked, never lost.
+//     timeouts) are not the message's fault: it is nacked, not dead-lettered, and for SQS the
+//     delivery is not counted against max_receives by this process (outageNacks). If the
+//     dead-letter publish fails, it returns the error: the message is nacked, never lost.
 //  7. retry: retries transient errors only, with exponential backoff; permanent errors and panics
 //     return at once; waiting stops at shutdown or when the message context ends (then the message
 //     is nacked and redelivered later).
@@ -218,18 +219,32 @@ func receiveCount(msg *message.Message) (n int, ok bool) {
 	return n, err == nil
 }
 
+// outageNacksLimit bounds the SQS message ids a stage remembers (see outageNacks).
+const outageNacksLimit = 10000
+
 func (r *stageRunner) poison(h message.HandlerFunc) message.HandlerFunc {
 	maxReceives := r.stage.Failure.MaxReceives
 	return func(msg *message.Message) ([]*message.Message, error) {
+		id := msg.Metadata.Get(sqs.MetadataMessageID)
 		if n, ok := receiveCount(msg); ok && maxReceives > 0 && n > maxReceives {
-			reason := fmt.Sprintf("receive count %d exceeds max_receives %d", n, maxReceives)
-			if err := r.deadLetter(msg, KindMaxReceives, reason); err != nil {
-				return nil, err
+			// Deliveries this process handed back during an outage do not count.
+			if excused := r.outageNacks.get(id); id == "" || n-excused > maxReceives {
+				reason := fmt.Sprintf("receive count %d exceeds max_receives %d", n, maxReceives)
+				if excused > 0 {
+					reason += fmt.Sprintf(" (%d deliveries handed back while a dependency was unavailable not counted)", excused)
+				}
+				if err := r.deadLetter(msg, KindMaxReceives, reason); err != nil {
+					return nil, err
+				}
+				r.outageNacks.forget(id)
+				return nil, nil
 			}
-			return nil, nil
 		}
 		out, err := h(msg)
 		if err == nil {
+			if id != "" {
+				r.outageNacks.forget(id)
+			}
 			return out, nil
 		}
 		var kind string
@@ -245,10 +260,16 @@ func (r *stageRunner) poison(h message.HandlerFunc) message.HandlerFunc {
 		default:
 			// transient, or a dependency that is down (the message is fine): nack, the source
 			// redelivers it (Kinesis rewinds to it, SQS after the nack backoff)
+			if id != "" && IsUnavailable(err) {
+				r.outageNacks.add(id)
+			}
 			return out, err
 		}
 		if dlErr := r.deadLetter(msg, kind, err.Error()); dlErr != nil {
 			return nil, errors.Join(err, dlErr)
+		}
+		if id != "" {
+			r.outageNacks.forget(id)
 		}
 		return nil, nil
 	}

@@ -216,6 +216,8 @@ type stageRunner struct {
 	exited    chan struct{} // closed when router.Run returned
 	health    *Health
 	onOutcome func(stage string, msg *message.Message, outcome string) // nil: none
+	// outageNacks excuses, from max_receives, deliveries nacked because a dependency was down.
+	outageNacks *outageNacks
 
 	stateMu sync.Mutex
 	state   string // what setState last reported
@@ -245,6 +247,8 @@ func (p *Pipeline) newStageRunner(s Stage, hardStop context.Context) (*stageRunn
 		exited:    make(chan struct{}),
 		health:    p.opts.Health,
 		onOutcome: p.opts.OnOutcome,
+
+		outageNacks: newOutageNacks(outageNacksLimit),
 	}
 	router.AddMiddleware(r.middlewares()...)
 	for i := range s.Concurrency {

@@ -45,7 +45,8 @@ type Stage struct {
 type FailurePolicy struct {
 	// MaxReceives: a message whose SQS receive count is above it is dead-lettered without running the
 	// handler again (a message that crashes or hangs the process never reaches "retries exhausted").
-	// 0 disables the check.
+	// Deliveries this process nacked because a dependency was unavailable (IsUnavailable) are not
+	// counted. 0 disables the check.
 	MaxReceives int
 	// Retry bounds in-process retries of transient errors.
 	Retry Backoff

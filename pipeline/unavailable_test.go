@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/thingpipe/thingpipe/internal/awstest"
 	"github.com/thingpipe/thingpipe/internal/faultproxy"
+	"github.com/thingpipe/thingpipe/pipeline/sqs"
 )
 
 // responseError builds the error the SDK returns for an answer with status and, if code is set,
@@ -298,5 +301,108 @@ func TestStalledAndThrottledCallsDegrade(t *testing.T) {
 				t.Errorf("Readiness = %+v, want aws.DynamoDB degraded: %v", r, tc.degraded)
 			}
 		})
+	}
+}
+
+// TestMaxReceivesExcusesOutageNacks: SQS counts every receive, so a good message received again and
+// again while a dependency is down must not be dead-lettered as "received too often"; deliveries
+// nacked for other reasons still count.
+func TestMaxReceivesExcusesOutageNacks(t *testing.T) {
+	dlq := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 10}, nil)
+	defer dlq.Close()
+	dead, err := dlq.Subscribe(t.Context(), "dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &stageRunner{
+		stage:       Stage{Name: stageName, DeadLetter: dlq, DeadLetterTopic: "dlq", Failure: FailurePolicy{MaxReceives: 2, NackOnExhausted: true}},
+		log:         testLogger(t),
+		outageNacks: newOutageNacks(100),
+	}
+	down := &RetriesExhaustedError{Attempts: 6, Err: fmt.Errorf("storing device: %w", &smithyhttp.RequestSendError{Err: errors.New("connection reset by peer")})}
+	notYet := &RetriesExhaustedError{Attempts: 6, Err: errors.New("device not active yet")}
+	var handled []string
+	deliver := func(id string, receives int, result error) error {
+		msg := message.NewMessage(id+"-uuid", []byte(id))
+		msg.Metadata.Set(sqs.MetadataMessageID, id)
+		msg.Metadata.Set(sqs.MetadataReceiveCount, fmt.Sprint(receives))
+		_, err := r.poison(func(m *message.Message) ([]*message.Message, error) {
+			handled = append(handled, fmt.Sprintf("%s#%d", id, receives))
+			return nil, result
+		})(msg)
+		return err
+	}
+	deadLettered := func() string {
+		select {
+		case m := <-dead:
+			m.Ack()
+			return string(m.Payload) + ": " + m.Metadata.Get(MetadataDLQReason)
+		case <-time.After(100 * time.Millisecond):
+			return ""
+		}
+	}
+
+	// "a": two deliveries during an outage, then the third (over max_receives 2) is handled.
+	for rc := 1; rc <= 2; rc++ {
+		if err := deliver("a", rc, down); err == nil {
+			t.Fatalf("a#%d: acked, want nacked", rc)
+		}
+	}
+	if err := deliver("a", 3, nil); err != nil {
+		t.Fatalf("a#3: %v", err)
+	}
+	if d := deadLettered(); d != "" {
+		t.Errorf("dead-lettered: %s", d)
+	}
+	if n := r.outageNacks.len(); n != 0 {
+		t.Errorf("%d ids remembered after the message was acked, want 0", n)
+	}
+	// "b": nacked for a reason of its own: the receives count.
+	for rc := 1; rc <= 2; rc++ {
+		if err := deliver("b", rc, notYet); err == nil {
+			t.Fatalf("b#%d: acked, want nacked", rc)
+		}
+	}
+	if err := deliver("b", 3, nil); err != nil {
+		t.Fatalf("b#3: dead-letter publish: %v", err)
+	}
+	if d, want := deadLettered(), "b: receive count 3 exceeds max_receives 2"; d != want {
+		t.Errorf("dead-lettered %q, want %q", d, want)
+	}
+	// "c": one outage nack out of four receives: still over the limit, and the reason says so.
+	if err := deliver("c", 1, down); err == nil {
+		t.Fatal("c#1 acked")
+	}
+	if err := deliver("c", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d, want := deadLettered(), "c: receive count 4 exceeds max_receives 2 (1 deliveries handed back while a dependency was unavailable not counted)"; d != want {
+		t.Errorf("dead-lettered %q, want %q", d, want)
+	}
+	if want := []string{"a#1", "a#2", "a#3", "b#1", "b#2", "c#1"}; !slices.Equal(handled, want) {
+		t.Errorf("handler ran for %v, want %v", handled, want)
+	}
+}
+
+func TestOutageNacksBounded(t *testing.T) {
+	o := newOutageNacks(3)
+	for i := range 10 {
+		o.add(fmt.Sprint(i))
+		o.add(fmt.Sprint(i))
+		if i%2 == 0 {
+			o.forget(fmt.Sprint(i))
+		}
+	}
+	if n := o.len(); n > 3 {
+		t.Errorf("%d ids remembered, limit 3", n)
+	}
+	if got := o.get("9"); got != 2 {
+		t.Errorf("newest id counted %d, want 2", got)
+	}
+	if got := o.get("1"); got != 0 {
+		t.Errorf("oldest id still counted (%d)", got)
+	}
+	if len(o.order) > 6 {
+		t.Errorf("order holds %d ids, want at most twice the limit", len(o.order))
 	}
 }
