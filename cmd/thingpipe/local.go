@@ -440,7 +440,7 @@ func applyLocalRules(ctx context.Context, cfg aws.Config, dir string, log *slog.
 		return nil, err
 	}
 	client := iot.NewFromConfig(cfg)
-	plan, err := rules.MakePlan(ctx, client, resolved, false)
+	plan, err := rules.MakePlan(ctx, client, resolved, rules.PlanOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("planning rules: %w", err)
 	}
