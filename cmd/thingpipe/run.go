@@ -287,6 +287,7 @@ func (b *builder) kinesisSubscriber(group string, concurrency int) (*kinesis.Sub
 		OnLag: func(_, shardID string, millisBehind int64) {
 			b.metrics.SetKinesisLag(group, shardID, time.Duration(millisBehind)*time.Millisecond)
 		},
+		OnShardReleased: func(_, shardID string) { b.metrics.DeleteKinesisLag(group, shardID) },
 	})
 }
 
