@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -41,6 +43,8 @@ func newRunCmd() *cobra.Command {
 		Long: `run starts the selected stages (default: all four) as watermill routers reading SQS and Kinesis,
 serves /metrics, /healthz and /readyz, and on SIGINT/SIGTERM stops receiving, finishes in-flight
 messages, flushes SQS deletes, Kinesis checkpoints and archival batches, and releases shard leases.
+A second SIGINT/SIGTERM during that shutdown exits at once (status 1); unfinished messages are
+redelivered later.
 
 Configuration: --config (or THINGPIPE_CONFIG) names a YAML file (see deploy/thingpipe.example.yaml);
 THINGPIPE_* variables override it; flags override both. AWS credentials, region and endpoint come from
@@ -63,6 +67,12 @@ the SDK's default chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL ...).`,
 			if err != nil {
 				return withCode(2, err)
 			}
+			// main's context ends on the first SIGINT/SIGTERM, which starts the graceful shutdown;
+			// these signals are counted here too, so a second one can cut it short.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go exitOnSecondSignal(sigs, cmd.ErrOrStderr(), os.Exit)
 			return run(cmd.Context(), cfg, cmd.ErrOrStderr(), nil)
 		},
 	}
@@ -70,6 +80,22 @@ the SDK's default chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL ...).`,
 	cmd.Flags().StringVar(&stages, "stages", "", "comma-separated stages to run: provisioning,binding,alerting,archival (default all)")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "", "address for /metrics, /healthz, /readyz (default :9090)")
 	return cmd
+}
+
+// exitOnSecondSignal waits for two signals on sigs: the first starts the graceful shutdown (through
+// main's context), the second ends the process at once with status 1, which is what an operator
+// pressing Ctrl-C twice means. What was in flight is handed out again after the visibility timeout
+// or failover_time, as after a crash (every stage is idempotent).
+func exitOnSecondSignal(sigs <-chan os.Signal, stderr io.Writer, exit func(int)) {
+	if _, ok := <-sigs; !ok {
+		return
+	}
+	sig, ok := <-sigs
+	if !ok {
+		return
+	}
+	fmt.Fprintf(stderr, "thingpipe: second signal (%s) during shutdown: exiting now without finishing it; unfinished messages will be redelivered\n", sig)
+	exit(1)
 }
 
 // run runs the pipeline cfg describes until ctx ends. Logs go to logw. ready, if not nil, is called
