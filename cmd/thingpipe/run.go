@@ -181,7 +181,7 @@ func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, 
 	b := &builder{cfg: cfg, log: log, c: c, metrics: metrics, health: health, dlq: dlq}
 	stages, err := b.stages(ctx)
 	if err != nil {
-		dlq.Close()
+		_ = dlq.Close() // it only waits for in-flight sends, and returns nil
 		return nil, nil, err
 	}
 	p, err := pipeline.New(pipeline.Options{
@@ -189,10 +189,10 @@ func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, 
 		ShutdownTimeout: cfg.ShutdownTimeout.D(), OnOutcome: onOutcome,
 	}, stages...)
 	if err != nil {
-		dlq.Close()
+		_ = dlq.Close()
 		return nil, nil, err
 	}
-	return p, func() { dlq.Close() }, nil
+	return p, func() { _ = dlq.Close() }, nil
 }
 
 type clients struct {
@@ -307,7 +307,7 @@ func (b *builder) kinesisSubscriber(group string, concurrency int) (*kinesis.Sub
 		CheckpointInterval: k.CheckpointInterval.D(),
 		MaxInFlight:        concurrency,
 		StartPosition:      kinesis.StartPosition(k.StartPosition),
-		GetRecordsLimit:    int32(k.MaxRecords),
+		GetRecordsLimit:    int32(k.MaxRecords), // #nosec G115 -- Validate keeps kinesis.max_records within 1..10000
 		PollInterval:       k.PollInterval.D(),
 		DrainTimeout:       b.cfg.ShutdownTimeout.D(),
 		OnLag: func(_, shardID string, millisBehind int64) {

@@ -104,7 +104,7 @@ func (t Table[T]) Update(ctx context.Context, key string, change func(item *T, e
 		select {
 		case <-ctx.Done():
 			return zero, false, ctx.Err()
-		case <-time.After(time.Duration(1+rand.IntN(5<<attempt)) * time.Millisecond):
+		case <-time.After(time.Duration(1+rand.IntN(5<<attempt)) * time.Millisecond): // #nosec G404 -- retry jitter, not a secret
 		}
 	}
 	return zero, false, fmt.Errorf("updating %s %s: %w", t.Name, key, ErrConflict)
