@@ -108,7 +108,7 @@ type scenario struct {
 	// URLs sendControl sends to: the stack's queues unless the test gives the scenario its own.
 	provisioningQueue, bindingQueue string
 
-	kills    []time.Time         // when each SIGKILL was sent
+	kills      []time.Time         // when each SIGKILL was sent
 	firingAt   map[string][]string // SNS timestamps of each thing's FIRING emails
 	resolvedAt map[string][]string // and of its RESOLVED emails
 }
