@@ -114,11 +114,7 @@ func TestTakeover(t *testing.T) {
 	} else {
 		t.Logf("archive: %s; %d batches found already in S3 after a kill", summary, s.retries(t))
 	}
-	for _, d := range s.devices {
-		if firing[d] != 1 || resolved[d] != 1 {
-			t.Errorf("%s: %d FIRING and %d RESOLVED emails for one incident, want 1 and 1 (FIRING sent at %v; kills at %v)", d, firing[d], resolved[d], s.firingAt[d], s.kills)
-		}
-	}
+	s.checkEmails(t, firing, resolved)
 }
 
 func slicesContains(xs []string, x string) bool {

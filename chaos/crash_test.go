@@ -55,11 +55,50 @@ func crashScenario(t *testing.T, devices, rounds, kills int) {
 	} else {
 		t.Logf("archive: %s; %d batches found already in S3 after a kill", summary, s.retries(t))
 	}
+	s.checkEmails(t, firing, resolved)
+}
+
+// duplicateWindow bounds how long after SNS accepted an email a SIGKILL can still stop its "sent"
+// mark: one DynamoDB UpdateItem on AWS, but against moto a process sends its DynamoDB calls one at a
+// time (moto.SerializeDynamoDB), so on a loaded 2-core machine the mark can wait behind others.
+const duplicateWindow = time.Second
+
+// checkEmails asserts one FIRING and one RESOLVED email per device. SNS cannot deduplicate an email,
+// so a second copy is allowed only where docs/stages.md says it can happen: a kill within
+// duplicateWindow after the first copy went out (then it is logged); any other duplicate, and any
+// missing email, fails.
+func (s *scenario) checkEmails(t *testing.T, firing, resolved map[string]int) {
+	t.Helper()
 	for _, d := range s.devices {
-		if firing[d] != 1 || resolved[d] != 1 {
-			t.Errorf("%s: %d FIRING and %d RESOLVED emails for one incident, want 1 and 1 (FIRING sent at %v; kills at %v)", d, firing[d], resolved[d], s.firingAt[d], s.kills)
+		for _, c := range []struct {
+			kind string
+			n    int
+			at   []string
+		}{{"FIRING", firing[d], s.firingAt[d]}, {"RESOLVED", resolved[d], s.resolvedAt[d]}} {
+			switch {
+			case c.n == 1:
+			case c.n == 2 && s.killedWithin(t, c.at[0], duplicateWindow):
+				t.Logf("%s: %s email sent twice (at %v); a kill came within %s of the first: the documented window", d, c.kind, c.at, duplicateWindow)
+			default:
+				t.Errorf("%s: %d %s emails for one incident, want 1 (sent at %v; kills at %v)", d, c.n, c.kind, c.at, s.kills)
+			}
 		}
 	}
+}
+
+// killedWithin reports whether a kill came at most w after the SNS timestamp sent.
+func (s *scenario) killedWithin(t *testing.T, sent string, w time.Duration) bool {
+	at, err := time.Parse(time.RFC3339Nano, sent)
+	if err != nil {
+		t.Errorf("SNS timestamp %q: %v", sent, err)
+		return false
+	}
+	for _, k := range s.kills {
+		if d := k.Sub(at); d >= 0 && d <= w {
+			return true
+		}
+	}
+	return false
 }
 
 // exactlyOnce reads checkArchive's summary: nothing archived twice, nothing wrong, nothing unknown.

@@ -582,7 +582,7 @@ func parseDuration(s string) (Duration, error) {
 func Load(path string, environ []string) (Config, error) {
 	cfg := Default()
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(path) // #nosec G304 -- the config file the operator names (--config)
 		if err != nil {
 			return Config{}, fmt.Errorf("config: %w", err)
 		}

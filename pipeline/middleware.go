@@ -352,7 +352,7 @@ func (r *stageRunner) retry(h message.HandlerFunc) message.HandlerFunc {
 				return out, err // the message's time is up; nack
 			}
 			// Full jitter in [wait/2, wait*1.5) spreads the retries of messages that failed together.
-			d := wait/2 + rand.N(wait+1)
+			d := wait/2 + rand.N(wait+1) // #nosec G404 -- retry jitter, not a secret
 			if attempt > b.MaxRetries || (b.MaxElapsed > 0 && time.Since(start)+d > b.MaxElapsed) {
 				return out, &RetriesExhaustedError{Attempts: attempt, Err: err}
 			}

@@ -262,7 +262,7 @@ func (r *stageRunner) shutdown(ctx context.Context) error {
 	start := time.Now()
 	var errs []error
 	close(r.stopping)
-	r.gate.Close() // stop receiving now; router.Close will call it again, harmlessly
+	_ = r.gate.Close() // stop receiving now; router.Close will call it again, harmlessly
 
 	// Closing a router that has not finished starting deadlocks it until its close timeout (Close
 	// holds the lock RunHandlers needs, waiting for handlers that cannot start), so wait for it.

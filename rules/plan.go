@@ -33,7 +33,8 @@ const (
 	ChangeReplace   ChangeKind = "replace"
 	ChangeDelete    ChangeKind = "delete"
 	ChangeUnchanged ChangeKind = "unchanged"
-	// ChangeUnmanaged is a rule in AWS IoT with no rule file, left alone because --prune was not given.
+	// ChangeUnmanaged is a rule in AWS IoT with no rule file, left alone: pruning is off, or its name is
+	// outside the prune prefix.
 	ChangeUnmanaged ChangeKind = "unmanaged"
 )
 
@@ -47,6 +48,16 @@ type Change struct {
 	Desired *types.TopicRulePayload
 	// Diff lists the fields that differ, for replace: what AWS IoT has now, then what the file says.
 	Diff []FieldChange
+	// Kept says why an unmanaged rule is left alone.
+	Kept string
+}
+
+// PlanOptions says what MakePlan does with topic rules that have no rule file.
+type PlanOptions struct {
+	// Prune deletes them, but only those whose names start with PrunePrefix ("" = every one).
+	// A prefix keeps a rule set from deleting rules that other teams or tools own in the account.
+	Prune       bool
+	PrunePrefix string
 }
 
 // FieldChange is one differing field: Old is what AWS IoT has, New what the rule file says; a nil
@@ -88,10 +99,11 @@ func (p *Plan) Pending() bool {
 }
 
 // MakePlan compares the resolved rules with the topic rules in AWS IoT. Rules in AWS IoT without a rule
-// file are deleted only with prune; otherwise they are listed as unmanaged. Rules are compared
+// file are deleted only with opts.Prune and a name under opts.PrunePrefix; otherwise they are listed
+// as unmanaged. Rules are compared
 // semantically: a field absent on one side equals its default on the other (false, "", 0, RAW,
 // SQL version 2015-10-08), so a plan after an apply is empty whatever the service echoes back.
-func MakePlan(ctx context.Context, api IoTAPI, rules []*Rule, prune bool) (*Plan, error) {
+func MakePlan(ctx context.Context, api IoTAPI, rules []*Rule, opts PlanOptions) (*Plan, error) {
 	existing := map[string]bool{}
 	pager := iot.NewListTopicRulesPaginator(api, &iot.ListTopicRulesInput{})
 	for pager.HasMorePages() {
@@ -129,11 +141,14 @@ func MakePlan(ctx context.Context, api IoTAPI, rules []*Rule, prune bool) (*Plan
 		if inFiles[name] {
 			continue
 		}
-		kind := ChangeUnmanaged
-		if prune {
-			kind = ChangeDelete
+		c := Change{Kind: ChangeDelete, Name: name}
+		switch {
+		case !opts.Prune:
+			c.Kind, c.Kept = ChangeUnmanaged, "--prune deletes it"
+		case !strings.HasPrefix(name, opts.PrunePrefix):
+			c.Kind, c.Kept = ChangeUnmanaged, fmt.Sprintf("not under --prune-prefix %q", opts.PrunePrefix)
 		}
-		p.Changes = append(p.Changes, Change{Kind: kind, Name: name})
+		p.Changes = append(p.Changes, c)
 	}
 	return p, nil
 }
@@ -284,7 +299,7 @@ func (p *Plan) Write(w io.Writer) {
 		case ChangeUnchanged:
 			fmt.Fprintf(w, "  = unchanged  %s%s\n", c.Name, where)
 		case ChangeUnmanaged:
-			fmt.Fprintf(w, "  ? unmanaged  %s  (in AWS IoT, no rule file; kept: --prune deletes it)\n", c.Name)
+			fmt.Fprintf(w, "  ? unmanaged  %s  (in AWS IoT, no rule file; kept: %s)\n", c.Name, c.Kept)
 		}
 	}
 	fmt.Fprintf(w, "%d to create, %d to replace, %d to delete, %d unchanged",

@@ -47,7 +47,7 @@ func TestPlanApplyAgainstMoto(t *testing.T) {
 	rs := loadDefaultRules(t, region)
 
 	// 1. An empty account: everything is created.
-	plan, err := MakePlan(ctx, client, rs, false)
+	plan, err := MakePlan(ctx, client, rs, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestPlanApplyAgainstMoto(t *testing.T) {
 	// 2. Applied: nothing to do, though moto echoes the rules back in its own way (errorAction,
 	// description, ruleDisabled always present). One list and one get per rule.
 	before := calls.Get("IoT", "GetTopicRule")
-	plan, err = MakePlan(ctx, client, rs, true)
+	plan, err = MakePlan(ctx, client, rs, PlanOptions{Prune: true, PrunePrefix: "thingpipe_"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestPlanApplyAgainstMoto(t *testing.T) {
 	edited.Payload = p
 	rs2 := []*Rule{rs[0], rs[1], &edited, rs[3]}
 
-	plan, err = MakePlan(ctx, client, rs2, false)
+	plan, err = MakePlan(ctx, client, rs2, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,21 @@ func TestPlanApplyAgainstMoto(t *testing.T) {
 	plan.Write(&out)
 	golden(t, "plan.golden", out.String())
 
-	plan, err = MakePlan(ctx, client, rs2, true)
+	// Pruning under a prefix leaves rules outside it alone, and says why.
+	plan, err = MakePlan(ctx, client, rs2, PlanOptions{Prune: true, PrunePrefix: "thingpipe_"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := planSummary(plan); len(sum[ChangeDelete]) != 0 || len(sum[ChangeUnmanaged]) != 1 || sum[ChangeUnmanaged][0] != "stray_rule" {
+		t.Fatalf("plan with prune under thingpipe_: %v", sum)
+	}
+	out.Reset()
+	plan.Write(&out)
+	if want := `? unmanaged  stray_rule  (in AWS IoT, no rule file; kept: not under --prune-prefix "thingpipe_")`; !strings.Contains(out.String(), want) {
+		t.Errorf("plan lacks %q:\n%s", want, out.String())
+	}
+
+	plan, err = MakePlan(ctx, client, rs2, PlanOptions{Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +143,7 @@ func TestPlanApplyAgainstMoto(t *testing.T) {
 	}
 
 	// 4. Converged.
-	plan, err = MakePlan(ctx, client, rs2, true)
+	plan, err = MakePlan(ctx, client, rs2, PlanOptions{Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}

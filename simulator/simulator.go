@@ -252,7 +252,7 @@ func (s *Simulator) publishJSON(cm *autopaho.ConnectionManager, topic string, v 
 func (s *Simulator) connect(ctx context.Context, clientID string, clients *clientSet) (*autopaho.ConnectionManager, error) {
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{s.server},
-		KeepAlive:                     uint16(s.cfg.KeepAlive / time.Second),
+		KeepAlive:                     uint16(s.cfg.KeepAlive / time.Second), // #nosec G115 -- Validate keeps KeepAlive within 1 s..65535 s
 		CleanStartOnInitialConnection: true,
 		ConnectTimeout:                s.cfg.ConnectTimeout,
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, time.Second, 2),

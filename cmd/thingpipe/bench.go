@@ -132,7 +132,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags) (*ben
 	if err != nil {
 		return nil, err
 	}
-	defer stopProfile()
+	defer func() { _ = stopProfile() }() // on an early return; the result is checked below
 	cpu0 := cpuTime()
 	loadStart := time.Now()
 	simCtx, cancelSim := context.WithTimeout(ctx, f.local.duration)
@@ -206,7 +206,9 @@ drain:
 	}
 	drainTime := time.Since(drainStart)
 	cpu := cpuTime() - cpu0
-	stopProfile()
+	if err := stopProfile(); err != nil {
+		return nil, err
+	}
 	calls := s.calls.Snapshot()
 	peakHeap.sample()
 	var ms runtime.MemStats
@@ -258,7 +260,7 @@ drain:
 		if err != nil {
 			return r, fmt.Errorf("encoding the report: %w", err)
 		}
-		if err := os.WriteFile(f.report, append(data, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(f.report, append(data, '\n'), 0o644); err != nil { // #nosec G306 -- a benchmark report, no secret: readable like any build output
 			return r, fmt.Errorf("writing --report: %w", err)
 		}
 	}
@@ -342,40 +344,42 @@ func (h *heapPeak) max() uint64 {
 	return h.peak
 }
 
-// startCPUProfile starts profiling into path ("" does nothing); the returned func stops it, once.
-func startCPUProfile(path string) (stop func(), err error) {
+// startCPUProfile starts profiling into path ("" does nothing); the returned func stops it, once,
+// and reports a profile that could not be written out.
+func startCPUProfile(path string) (stop func() error, err error) {
 	if path == "" {
-		return func() {}, nil
+		return func() error { return nil }, nil
 	}
-	out, err := os.Create(path)
+	out, err := os.Create(path) // #nosec G304 -- the --cpuprofile path the user gave
 	if err != nil {
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(out); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
+		return nil, errors.Join(fmt.Errorf("--cpuprofile: %w", err), out.Close())
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			pprof.StopCPUProfile()
-			out.Close()
-		})
-	}, nil
+	return sync.OnceValue(func() error {
+		pprof.StopCPUProfile()
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}), nil
 }
 
 func writeHeapProfile(path string) error {
 	if path == "" {
 		return nil
 	}
-	out, err := os.Create(path)
+	out, err := os.Create(path) // #nosec G304 -- the --memprofile path the user gave
 	if err != nil {
 		return fmt.Errorf("--memprofile: %w", err)
 	}
 	runtime.GC() // the profile shows live objects as of the last GC
 	if err := pprof.WriteHeapProfile(out); err != nil {
-		out.Close()
+		return errors.Join(fmt.Errorf("--memprofile: %w", err), out.Close())
+	}
+	if err := out.Close(); err != nil {
 		return fmt.Errorf("--memprofile: %w", err)
 	}
-	return out.Close()
+	return nil
 }

@@ -270,3 +270,44 @@ func TestBenchFlagsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// The profiles are written where --cpuprofile and --memprofile say; a path that cannot be created is an
+// error naming the flag, and stopping the CPU profile twice is harmless.
+func TestBenchProfiles(t *testing.T) {
+	dir := t.TempDir()
+	cpu, mem := filepath.Join(dir, "cpu.prof"), filepath.Join(dir, "mem.prof")
+	stop, err := startCPUProfile(cpu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if err := writeHeapProfile(mem); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{cpu, mem} {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v, %v", p, fi, err)
+		}
+	}
+	missing := filepath.Join(dir, "no", "such", "dir", "x.prof")
+	if _, err := startCPUProfile(missing); err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
+		t.Errorf("startCPUProfile(%s) = %v", missing, err)
+	}
+	if err := writeHeapProfile(missing); err == nil || !strings.Contains(err.Error(), "--memprofile") {
+		t.Errorf("writeHeapProfile(%s) = %v", missing, err)
+	}
+	// A second CPU profile cannot start while one runs: the error is the start's, and the file is closed.
+	stop, err = startCPUProfile(cpu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stop() }()
+	if _, err := startCPUProfile(filepath.Join(dir, "second.prof")); err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
+		t.Errorf("second startCPUProfile = %v", err)
+	}
+}

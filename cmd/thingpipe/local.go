@@ -414,13 +414,13 @@ func (f republishFunc) Republish(ctx context.Context, topic string, payload []by
 // useEndpoint points the SDK at an endpoint the user named. Credentials and region are left to the
 // default chain when set, and otherwise get the emulator's conventional values.
 func useEndpoint(endpoint string) {
-	os.Setenv("AWS_ENDPOINT_URL", endpoint)
+	_ = os.Setenv("AWS_ENDPOINT_URL", endpoint) // fails only on a name with '=' or NUL, or a NUL in the value: not in argv
 	if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
-		os.Setenv("AWS_ACCESS_KEY_ID", "testing")
-		os.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+		_ = os.Setenv("AWS_ACCESS_KEY_ID", "testing")
+		_ = os.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	}
 	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
-		os.Setenv("AWS_REGION", moto.Region)
+		_ = os.Setenv("AWS_REGION", moto.Region)
 	}
 }
 
@@ -440,7 +440,7 @@ func applyLocalRules(ctx context.Context, cfg aws.Config, dir string, log *slog.
 		return nil, err
 	}
 	client := iot.NewFromConfig(cfg)
-	plan, err := rules.MakePlan(ctx, client, resolved, false)
+	plan, err := rules.MakePlan(ctx, client, resolved, rules.PlanOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("planning rules: %w", err)
 	}

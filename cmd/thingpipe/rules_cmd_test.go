@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
+
 	"github.com/thingpipe/thingpipe/internal/awstest"
 )
 
@@ -139,6 +143,25 @@ func TestRulesPlanApplyCommands(t *testing.T) {
 	out, code = runCLI(t, "", args("apply", "--prune")...)
 	if code != 0 || !strings.HasSuffix(out, "Nothing to apply.\n") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
+	}
+	// --prune deletes a retired thingpipe_ rule, and leaves another team's rule alone.
+	cfg := awstest.Config(t)
+	cfg.Region = "ap-southeast-2"
+	client := iot.NewFromConfig(cfg)
+	for _, name := range []string{"thingpipe_retired", "other_team_rule"} {
+		if _, err := client.CreateTopicRule(t.Context(), &iot.CreateTopicRuleInput{RuleName: aws.String(name),
+			TopicRulePayload: &iottypes.TopicRulePayload{Sql: aws.String("SELECT * FROM 'x'"), Actions: []iottypes.Action{}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, code = runCLI(t, "", args("apply", "--prune")...)
+	if code != 0 || !strings.Contains(out, "deleted thingpipe_retired\n") ||
+		!strings.Contains(out, `? unmanaged  other_team_rule  (in AWS IoT, no rule file; kept: not under --prune-prefix "thingpipe_")`) ||
+		strings.Contains(out, "deleted other_team_rule") {
+		t.Fatalf("apply --prune: exit %d\n%s", code, out)
+	}
+	if _, err := client.GetTopicRule(t.Context(), &iot.GetTopicRuleInput{RuleName: aws.String("other_team_rule")}); err != nil {
+		t.Errorf("other_team_rule after apply --prune: %v", err)
 	}
 	// Another account's rules differ in every ARN and queue URL: all four are replaced.
 	out, code = runCLI(t, "", args("plan", "--account", "111122223333")...)

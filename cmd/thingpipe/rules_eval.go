@@ -96,7 +96,7 @@ func readPayload(stdin io.Reader, path string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- the --payload file the user names
 	if err != nil {
 		return nil, fmt.Errorf("reading the payload: %w", err)
 	}

@@ -18,12 +18,15 @@ import (
 type deployFlags struct {
 	account, region string
 	prune           bool
+	prunePrefix     string
 }
 
 func (f *deployFlags) register(cmd *cobra.Command, pruneHelp string) {
 	cmd.Flags().StringVar(&f.account, "account", "", "AWS account id to resolve {{account}} for (default: the caller's, from STS GetCallerIdentity)")
 	cmd.Flags().StringVar(&f.region, "region", "", "AWS region (default: the SDK's, from AWS_REGION or the profile)")
 	cmd.Flags().BoolVar(&f.prune, "prune", false, pruneHelp)
+	cmd.Flags().StringVar(&f.prunePrefix, "prune-prefix", "thingpipe_",
+		`with --prune, only rules whose names start with this are deleted ("" = every rule without a file)`)
 }
 
 const deployLong = `The rule files in DIR are resolved for the target account and region and compared with the topic
@@ -32,8 +35,8 @@ rules in AWS IoT (ListTopicRules, GetTopicRule). Each rule is one of:
   + create     no rule of that name in AWS IoT
   ~ replace    it differs (the changed fields are listed: - removed, + added, ~ changed)
   = unchanged  it is the same (compared field by field, defaults filled in, not byte by byte)
-  - delete     in AWS IoT without a rule file, with --prune
-  ? unmanaged  in AWS IoT without a rule file, left alone (no --prune)
+  - delete     in AWS IoT without a rule file, with --prune, named under --prune-prefix
+  ? unmanaged  in AWS IoT without a rule file, left alone (no --prune, or outside the prefix)
 
 AWS access goes through the SDK's default chain: credentials and region from the environment or
 profile, and AWS_ENDPOINT_URL for an emulator such as moto.`
@@ -120,7 +123,7 @@ func planRules(ctx context.Context, out io.Writer, dir string, f deployFlags) (*
 		return nil, nil, err
 	}
 	client := iot.NewFromConfig(cfg)
-	plan, err := rules.MakePlan(ctx, client, rs, f.prune)
+	plan, err := rules.MakePlan(ctx, client, rs, rules.PlanOptions{Prune: f.prune, PrunePrefix: f.prunePrefix})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -41,6 +43,8 @@ func newRunCmd() *cobra.Command {
 		Long: `run starts the selected stages (default: all four) as watermill routers reading SQS and Kinesis,
 serves /metrics, /healthz and /readyz, and on SIGINT/SIGTERM stops receiving, finishes in-flight
 messages, flushes SQS deletes, Kinesis checkpoints and archival batches, and releases shard leases.
+A second SIGINT/SIGTERM during that shutdown exits at once (status 1); unfinished messages are
+redelivered later.
 
 Configuration: --config (or THINGPIPE_CONFIG) names a YAML file (see deploy/thingpipe.example.yaml);
 THINGPIPE_* variables override it; flags override both. AWS credentials, region and endpoint come from
@@ -63,6 +67,12 @@ the SDK's default chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL ...).`,
 			if err != nil {
 				return withCode(2, err)
 			}
+			// main's context ends on the first SIGINT/SIGTERM, which starts the graceful shutdown;
+			// these signals are counted here too, so a second one can cut it short.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go exitOnSecondSignal(sigs, cmd.ErrOrStderr(), os.Exit)
 			return run(cmd.Context(), cfg, cmd.ErrOrStderr(), nil)
 		},
 	}
@@ -70,6 +80,22 @@ the SDK's default chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL ...).`,
 	cmd.Flags().StringVar(&stages, "stages", "", "comma-separated stages to run: provisioning,binding,alerting,archival (default all)")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "", "address for /metrics, /healthz, /readyz (default :9090)")
 	return cmd
+}
+
+// exitOnSecondSignal waits for two signals on sigs: the first starts the graceful shutdown (through
+// main's context), the second ends the process at once with status 1, which is what an operator
+// pressing Ctrl-C twice means. What was in flight is handed out again after the visibility timeout
+// or failover_time, as after a crash (every stage is idempotent).
+func exitOnSecondSignal(sigs <-chan os.Signal, stderr io.Writer, exit func(int)) {
+	if _, ok := <-sigs; !ok {
+		return
+	}
+	sig, ok := <-sigs
+	if !ok {
+		return
+	}
+	fmt.Fprintf(stderr, "thingpipe: second signal (%s) during shutdown: exiting now without finishing it; unfinished messages will be redelivered\n", sig)
+	exit(1)
 }
 
 // run runs the pipeline cfg describes until ctx ends. Logs go to logw. ready, if not nil, is called
@@ -158,7 +184,7 @@ func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, 
 	b := &builder{cfg: cfg, log: log, c: c, metrics: metrics, health: health, dlq: dlq}
 	stages, err := b.stages(ctx)
 	if err != nil {
-		dlq.Close()
+		_ = dlq.Close() // it only waits for in-flight sends, and returns nil
 		return nil, nil, err
 	}
 	p, err := pipeline.New(pipeline.Options{
@@ -166,10 +192,10 @@ func buildPipeline(ctx context.Context, cfg pipeline.Config, awsCfg aws.Config, 
 		ShutdownTimeout: cfg.ShutdownTimeout.D(), OnOutcome: onOutcome,
 	}, stages...)
 	if err != nil {
-		dlq.Close()
+		_ = dlq.Close()
 		return nil, nil, err
 	}
-	return p, func() { dlq.Close() }, nil
+	return p, func() { _ = dlq.Close() }, nil
 }
 
 type clients struct {
@@ -284,12 +310,13 @@ func (b *builder) kinesisSubscriber(group string, concurrency int) (*kinesis.Sub
 		CheckpointInterval: k.CheckpointInterval.D(),
 		MaxInFlight:        concurrency,
 		StartPosition:      kinesis.StartPosition(k.StartPosition),
-		GetRecordsLimit:    int32(k.MaxRecords),
+		GetRecordsLimit:    int32(k.MaxRecords), // #nosec G115 -- Validate keeps kinesis.max_records within 1..10000
 		PollInterval:       k.PollInterval.D(),
 		DrainTimeout:       b.cfg.ShutdownTimeout.D(),
 		OnLag: func(_, shardID string, millisBehind int64) {
 			b.metrics.SetKinesisLag(group, shardID, time.Duration(millisBehind)*time.Millisecond)
 		},
+		OnShardReleased: func(_, shardID string) { b.metrics.DeleteKinesisLag(group, shardID) },
 	})
 }
 

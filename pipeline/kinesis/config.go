@@ -177,6 +177,9 @@ type SubscriberConfig struct {
 	DrainTimeout time.Duration
 	// OnLag, if set, is called after every GetRecords with the shard's MillisBehindLatest.
 	OnLag func(stream, shardID string, millisBehindLatest int64)
+	// OnShardReleased, if set, is called when this Subscriber stops reading a shard (lease lost or
+	// handed over, shard ended, Close), so a per-shard lag gauge does not keep a stale value.
+	OnShardReleased func(stream, shardID string)
 }
 
 func (c SubscriberConfig) withDefaults() SubscriberConfig {

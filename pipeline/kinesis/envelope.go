@@ -70,11 +70,11 @@ func decodeEnvelope(data []byte) (uuid string, metadata map[string]string, paylo
 		if w <= 0 {
 			return nil, &EnvelopeError{pos, "bad length of " + what}
 		}
-		if n > uint64(len(data)-pos-w) {
+		if n > uint64(len(data)-pos-w) { // #nosec G115 -- not negative: Uvarint read w ≤ len(data)-pos bytes
 			return nil, &EnvelopeError{pos, what + " longer than the record"}
 		}
-		b := data[pos+w : pos+w+int(n)]
-		pos += w + int(n)
+		b := data[pos+w : pos+w+int(n)] // #nosec G115 -- n ≤ len(data)-pos-w, checked above
+		pos += w + int(n)               // #nosec G115 -- n ≤ len(data)-pos-w, checked above
 		return b, nil
 	}
 	id, err := readBytes("uuid")
@@ -87,7 +87,7 @@ func decodeEnvelope(data []byte) (uuid string, metadata map[string]string, paylo
 	}
 	pos += w
 	// Each entry needs at least two bytes, which bounds the map size an attacker can ask for.
-	if count > uint64(len(data)-pos)/2 {
+	if count > uint64(len(data)-pos)/2 { // #nosec G115 -- not negative: Uvarint read w ≤ len(data)-pos bytes
 		return "", nil, nil, &EnvelopeError{pos, "metadata count larger than the record"}
 	}
 	if count > 0 {

@@ -59,6 +59,8 @@ func TestGroupSharesShardsAndFailsOver(t *testing.T) {
 		return balanced(e.owners(t, group), map[string]int{"w1#1": 3, "w2#1": 3})
 	})
 	waitFor(t, 10*time.Second, "600 records", func() bool { return c.distinct() == 600 })
+	// The shards w1 handed over are no longer in its lag (a gauge would show them stale otherwise).
+	waitFor(t, 10*time.Second, "w1's lag to cover only the 3 shards it kept", func() bool { return len(subs["w1"].Lag()) == 3 })
 
 	start("w3")
 	waitFor(t, 10*time.Second, "a 2/2/2 split", func() bool {

@@ -358,7 +358,7 @@ func backoff(base, max time.Duration, attempt int) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) // #nosec G404 -- retry jitter, not a secret
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

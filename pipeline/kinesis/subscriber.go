@@ -148,6 +148,16 @@ func (s *Subscriber) Lag() map[ShardRef]int64 {
 	return out
 }
 
+// releaseShard forgets a shard this Subscriber no longer reads.
+func (s *Subscriber) releaseShard(stream, shardID string) {
+	s.lagMu.Lock()
+	delete(s.lag, ShardRef{stream, shardID})
+	s.lagMu.Unlock()
+	if s.cfg.OnShardReleased != nil {
+		s.cfg.OnShardReleased(stream, shardID)
+	}
+}
+
 func (s *Subscriber) reportLag(stream, shardID string, millis int64) {
 	s.lagMu.Lock()
 	s.lag[ShardRef{stream, shardID}] = millis

@@ -137,8 +137,11 @@ func (w *worker) collect() bool {
 	w.doneMu.Unlock()
 	ended := false
 	for _, r := range done {
-		if w.readers[r.shardID] == r {
+		// renewAll drops a reader whose lease was lost before it finishes; a reader started since
+		// for the same shard keeps it.
+		if cur, ok := w.readers[r.shardID]; !ok || cur == r {
 			delete(w.readers, r.shardID)
+			w.s.releaseShard(w.stream, r.shardID)
 		}
 		ended = ended || r.reason == exitEnded
 	}

@@ -234,9 +234,9 @@ func (s *subscription) receive() {
 	want := min(maxBatchEntries, s.cfg.MaxInFlight)
 	in := &sqs.ReceiveMessageInput{
 		QueueUrl:                    &s.url,
-		MaxNumberOfMessages:         int32(want),
-		WaitTimeSeconds:             int32(s.cfg.WaitTime / time.Second),
-		VisibilityTimeout:           int32(s.cfg.VisibilityTimeout / time.Second),
+		MaxNumberOfMessages:         int32(want),                                  // #nosec G115 -- at most maxBatchEntries (10)
+		WaitTimeSeconds:             int32(s.cfg.WaitTime / time.Second),          // #nosec G115 -- Validate: 0 to 20 s
+		VisibilityTimeout:           int32(s.cfg.VisibilityTimeout / time.Second), // #nosec G115 -- Validate: 1 s to 12 h
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: receiveSystemAttributes,
 	}
@@ -394,7 +394,7 @@ func nackBackoff(initial, limit time.Duration, count int) int32 {
 		d *= 2
 	}
 	d = min(d, limit)
-	return int32((d + time.Second - 1) / time.Second)
+	return int32((d + time.Second - 1) / time.Second) // #nosec G115 -- d ≤ NackBackoffMax, which Validate keeps ≤ 12 h
 }
 
 // heartbeat extends the visibility of held messages whose visibility ends within two intervals.
@@ -402,7 +402,7 @@ func (s *subscription) heartbeat() {
 	defer close(s.heartbeatDone)
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
-	vis := int32(s.cfg.VisibilityTimeout / time.Second)
+	vis := int32(s.cfg.VisibilityTimeout / time.Second) // #nosec G115 -- Validate: 1 s to 12 h
 	var due []handleEntry
 	for {
 		select {

@@ -265,6 +265,9 @@ func (b *Bridge) do(ctx context.Context, a types.Action, output []byte) error {
 			return errors.New("republish: no MQTT broker is attached to the rules bridge")
 		}
 		qos := aws.ToInt32(a.Republish.Qos)
+		if qos < 0 || qos > 1 { // rules lint reports it; AWS IoT takes only these two
+			return fmt.Errorf("republish: qos %d, must be 0 or 1", qos)
+		}
 		if err := b.cfg.Republisher.Republish(ctx, aws.ToString(a.Republish.Topic), output, byte(qos)); err != nil {
 			return fmt.Errorf("republish: %w", err)
 		}

@@ -353,6 +353,41 @@ actions:
 	}
 }
 
+// A qos other than 0 or 1 fails the action (rules lint reports it too) instead of wrapping into a
+// byte: 256 would otherwise republish at qos 0, and -1 at 255.
+func TestRepublishRefusesQoSOutOfRange(t *testing.T) {
+	for _, qos := range []int{-1, 2, 256} {
+		t.Run(fmt.Sprint(qos), func(t *testing.T) {
+			dir := t.TempDir()
+			writeRule(t, dir, "r", fmt.Sprintf(`
+name: bad_qos
+sql: SELECT * FROM 'q/+'
+actions:
+  - republish: {topic: "mirror/${topic(2)}", qos: %d, roleArn: r}
+`, qos))
+			rs, err := rules.LoadRules(dir, rules.LocalEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp := &recordingRepublisher{}
+			b, err := New(Config{AWS: awstest.Config(t), Rules: rs, Republisher: rp, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := b.Handle(context.Background(), &iotsql.Message{Topic: "q/dev-1", Payload: []byte(`{}`)})
+			if len(res) != 1 || len(res[0].Failures) != 1 {
+				t.Fatalf("result: %+v", res)
+			}
+			if msg, want := res[0].Failures[0].ErrorMessage, fmt.Sprintf("qos %d, must be 0 or 1", qos); !strings.Contains(msg, want) {
+				t.Errorf("failure %q does not contain %q", msg, want)
+			}
+			if len(rp.calls) != 0 {
+				t.Errorf("republished %v", rp.calls)
+			}
+		})
+	}
+}
+
 // A binary payload that SELECT * passes on cannot go to SQS as text: SQS refuses it, so the action
 // fails and the errorAction receives the original payload (base64), as in AWS. With useBase64 it goes.
 func TestBinaryPayloadToSQSRunsErrorAction(t *testing.T) {

@@ -88,14 +88,14 @@ func finishDec(neg bool, mag uint64, exp int64) (dec, bool) {
 		return dec{0, int32(exp)}, true
 	}
 	adj := exp + int64(numDigits(mag)) - 1
-	if adj < minAdjExp || adj > maxAdjExp {
+	if adj < minAdjExp || adj > maxAdjExp || mag > maxCoef { // callers round to 18 digits
 		return dec{}, false
 	}
 	c := int64(mag)
 	if neg {
 		c = -c
 	}
-	return dec{c, int32(exp)}, true
+	return dec{c, int32(exp)}, true // #nosec G115 -- exp ≥ adj−18 ≥ minAdjExp−18 and exp ≤ adj ≤ maxAdjExp
 }
 
 // parseDec reads a JSON number or a numeric string ("-12.50", "5E-12", "1e3").
@@ -123,7 +123,7 @@ func parseDec(s string) (dec, bool) {
 		} else {
 			exp++
 			if roundDigit < 0 {
-				roundDigit = int(d)
+				roundDigit = int(s[i] - '0')
 			} else if d != 0 {
 				dropped = true
 			}
@@ -141,7 +141,7 @@ func parseDec(s string) (dec, bool) {
 				mag = mag*10 + d
 				exp--
 			} else if roundDigit < 0 {
-				roundDigit = int(d)
+				roundDigit = int(s[i] - '0')
 			} else if d != 0 {
 				dropped = true
 			}
@@ -276,7 +276,7 @@ func align(a, b dec) (int64, int64, int32, bool) {
 	if diff > 18 {
 		return 0, 0, 0, false
 	}
-	hi, lo := bits.Mul64(absU(a.coef), uint64(pow10[diff]))
+	hi, lo := bits.Mul64(absU(a.coef), pow10u[diff])
 	if hi != 0 || lo > math.MaxInt64 {
 		return 0, 0, 0, false
 	}
@@ -446,7 +446,7 @@ func (d dec) toInt() (int64, bool) {
 	if s.exp > 18 {
 		return 0, false
 	}
-	hi, lo := bits.Mul64(absU(s.coef), uint64(pow10[s.exp]))
+	hi, lo := bits.Mul64(absU(s.coef), pow10u[s.exp])
 	if hi != 0 || lo > math.MaxInt64 {
 		return 0, false
 	}

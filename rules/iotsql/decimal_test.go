@@ -38,6 +38,30 @@ func TestNumDigits(t *testing.T) {
 	}
 }
 
+// finishDec keeps its coefficient in an int64: more than 18 digits is refused, never wrapped.
+func TestFinishDecBounds(t *testing.T) {
+	tests := []struct {
+		neg  bool
+		mag  uint64
+		exp  int64
+		want string // "" for refused
+	}{
+		{false, maxCoef, 0, "999999999999999999"},
+		{true, maxCoef, -2, "-9999999999999999.99"},
+		{false, maxCoef + 1, 0, ""},
+		{true, 1 << 63, 0, ""}, // int64(mag) would wrap to MinInt64
+		{false, 1<<64 - 1, 0, ""},
+		{false, 1, 999, "1E+999"},
+		{false, 1, 1000, ""},
+	}
+	for _, tt := range tests {
+		d, ok := finishDec(tt.neg, tt.mag, tt.exp)
+		if got := d.String(); ok != (tt.want != "") || (ok && got != tt.want) {
+			t.Errorf("finishDec(%v, %d, %d) = %s, %v; want %q", tt.neg, tt.mag, tt.exp, got, ok, tt.want)
+		}
+	}
+}
+
 func TestDecimalFromFloat(t *testing.T) {
 	tests := []struct {
 		f   float64

@@ -31,7 +31,7 @@ func (m *Message) state() *msgState {
 	st := &m.st
 	var ptr *byte
 	if len(m.Payload) > 0 {
-		ptr = unsafe.SliceData(m.Payload)
+		ptr = unsafe.SliceData(m.Payload) // #nosec G103 -- only the address, to tell whether the payload changed since it was decoded
 	}
 	if st.decoded && (st.ptr != ptr || st.n != len(m.Payload)) {
 		st.decoded = false // a new payload: a new message
@@ -47,7 +47,7 @@ func (m *Message) root() (value, bool) {
 		st.decoded = true
 		st.ptr, st.n = nil, len(m.Payload)
 		if len(m.Payload) > 0 {
-			st.ptr = unsafe.SliceData(m.Payload)
+			st.ptr = unsafe.SliceData(m.Payload) // #nosec G103 -- only the address, to tell whether the payload changed since it was decoded
 		}
 		st.decodes++
 		if st.d.nodes == nil {
@@ -57,7 +57,7 @@ func (m *Message) root() (value, bool) {
 		// Message is being evaluated. Nothing that outlives an evaluation refers to it.
 		// JSON text is UTF-8 (RFC 8259): a payload that is not is binary, passed on unchanged by
 		// SELECT * and not evaluated otherwise, rather than read with its bad bytes replaced.
-		st.isJSON = utf8.Valid(m.Payload) && st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil
+		st.isJSON = utf8.Valid(m.Payload) && st.d.parse(unsafe.String(unsafe.SliceData(m.Payload), len(m.Payload))) == nil // #nosec G103 -- read-only view of the payload for the parser; nothing keeps it past the evaluation
 		st.rootV = undef
 		if st.isJSON {
 			st.rootV = st.d.value(0)

@@ -2,6 +2,7 @@ package iotsql
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -30,6 +31,10 @@ type node struct {
 // maxJSONDepth bounds nesting so that hostile payloads cannot exhaust the stack.
 const maxJSONDepth = 512
 
+// maxJSONBytes keeps text offsets and node indexes within node's int32 fields: every node starts at
+// a byte of its own, so a document has no more nodes than bytes.
+const maxJSONBytes = math.MaxInt32
+
 var errJSONDepth = errors.New("nested too deeply")
 
 type jsonSyntaxError struct {
@@ -46,6 +51,9 @@ func (d *doc) parse(src string) error {
 		d.nodes = make([]node, 0, len(src)/8+4) // about one node per 8 bytes of typical JSON
 	}
 	d.nodes = d.nodes[:0]
+	if len(src) > maxJSONBytes {
+		return &jsonSyntaxError{off: maxJSONBytes, msg: "document larger than 2 GiB"}
+	}
 	p := jsonParser{d: d, s: src}
 	p.ws()
 	if err := p.value(0); err != nil {
@@ -79,7 +87,12 @@ func (p *jsonParser) ws() {
 
 func (p *jsonParser) add(n node) int32 {
 	p.d.nodes = append(p.d.nodes, n)
-	return int32(len(p.d.nodes) - 1)
+	return i32(len(p.d.nodes) - 1)
+}
+
+// i32 converts a text offset or a node index for node's fields.
+func i32(i int) int32 {
+	return int32(i) // #nosec G115 -- 0 ≤ i ≤ maxJSONBytes: parse refuses longer documents, and there are no more nodes than bytes
 }
 
 func (p *jsonParser) value(depth int) error {
@@ -161,7 +174,7 @@ func (p *jsonParser) object(depth int) error {
 	}
 	n := &p.d.nodes[idx]
 	n.count = count
-	n.next = int32(len(p.d.nodes))
+	n.next = i32(len(p.d.nodes))
 	return nil
 }
 
@@ -196,7 +209,7 @@ func (p *jsonParser) array(depth int) error {
 	}
 	n := &p.d.nodes[idx]
 	n.count = count
-	n.next = int32(len(p.d.nodes))
+	n.next = i32(len(p.d.nodes))
 	return nil
 }
 
@@ -211,7 +224,7 @@ func (p *jsonParser) str() error {
 		c := p.s[p.i]
 		switch {
 		case c == '"':
-			idx := p.add(node{k: kStr, esc: esc, start: int32(start), end: int32(p.i)})
+			idx := p.add(node{k: kStr, esc: esc, start: i32(start), end: i32(p.i)})
 			p.d.nodes[idx].next = idx + 1
 			p.i++
 			return nil
@@ -289,19 +302,19 @@ func (p *jsonParser) number() error {
 			return p.fail("invalid number")
 		}
 	}
-	idx := p.add(node{k: k, start: int32(start), end: int32(p.i)})
+	idx := p.add(node{k: k, start: i32(start), end: i32(p.i)})
 	p.d.nodes[idx].next = idx + 1
 	return nil
 }
 
-func unhex(c byte) int {
+func unhex(c byte) rune {
 	switch {
 	case c >= '0' && c <= '9':
-		return int(c - '0')
+		return rune(c - '0')
 	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
+		return rune(c-'a') + 10
 	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
+		return rune(c-'A') + 10
 	}
 	return -1
 }
@@ -349,12 +362,12 @@ func unescapeJSON(s string) string {
 		case 't':
 			b = append(b, '\t')
 		case 'u':
-			r := rune(hex4(s[i+1 : i+5]))
+			r := hex4(s[i+1 : i+5])
 			i += 4 // i is on the last hex digit
 			if utf16.IsSurrogate(r) {
 				r2 := utf8.RuneError
 				if i+7 <= len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
-					r2 = rune(hex4(s[i+3 : i+7]))
+					r2 = hex4(s[i+3 : i+7])
 				}
 				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
 					r = dec
@@ -370,8 +383,8 @@ func unescapeJSON(s string) string {
 	return string(b)
 }
 
-func hex4(s string) int {
-	v := 0
+func hex4(s string) rune {
+	var v rune
 	for i := 0; i < 4; i++ {
 		v = v<<4 | unhex(s[i])
 	}

@@ -18,6 +18,14 @@ const (
 	KindResolved Kind = "RESOLVED"
 )
 
+// attr is the State attribute holding the notice of this kind.
+func (k Kind) attr() string {
+	if k == KindResolved {
+		return "resolved"
+	}
+	return "firing"
+}
+
 // Notification is one email owed to operators.
 type Notification struct {
 	Kind    Kind

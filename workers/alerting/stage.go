@@ -91,6 +91,8 @@ type Store interface {
 	Update(ctx context.Context, key string, change func(s *State, exists bool) (bool, error)) (State, bool, error)
 	// MarkNotified records that notification id (of kind) of key was sent, in one write.
 	MarkNotified(ctx context.Context, key string, kind Kind, id string) error
+	// Release drops owner's claim on notification id (of kind) of key, which was not sent.
+	Release(ctx context.Context, key string, kind Kind, id, owner string) error
 }
 
 // Notifier sends operator emails; it returns one error per notification (nil when sent).
@@ -115,11 +117,13 @@ func NewDynamoStore(client ddbitem.Client, table string) *DynamoStore {
 
 // MarkNotified implements Store.
 func (s *DynamoStore) MarkNotified(ctx context.Context, key string, kind Kind, id string) error {
-	attr := "firing"
-	if kind == KindResolved {
-		attr = "resolved"
-	}
-	_, err := s.t.MarkNotified(ctx, key, attr, id)
+	_, err := s.t.MarkNotified(ctx, key, kind.attr(), id)
+	return err
+}
+
+// Release implements Store.
+func (s *DynamoStore) Release(ctx context.Context, key string, kind Kind, id, owner string) error {
+	_, err := s.t.Release(ctx, key, kind.attr(), id, owner)
 	return err
 }
 
@@ -252,43 +256,77 @@ func (s *Stage) Process(ctx context.Context, tel events.Telemetry, shard, seq st
 	return nil
 }
 
-// send delivers due notifications, publishes their events and marks them sent.
+// send delivers due notifications: outcome events first, then the emails, then the marks.
+//
+// The order keeps the duplicate-email window as narrow as it can be: SNS standard topics cannot
+// deduplicate an email, so the only thing between an accepted email and its "notified" mark is the
+// mark itself (one conditional write per notice, issued together). Events go out before the email
+// because a re-published event is harmless (same deterministic id, consumers drop it), whereas
+// publishing them between email and mark would widen the window by an SNS call.
 func (s *Stage) send(ctx context.Context, due []claimed, owner string) error {
 	if len(due) == 0 {
 		return nil
 	}
-	ns := make([]Notification, len(due))
-	for i, d := range due {
+	var failed error
+	ready := due[:0:0]
+	for _, d := range due {
+		env, err := outcomeEvent(s.cfg.Source, d.n)
+		if err != nil {
+			// A bug, not a reason to withhold the email: log it and send.
+			s.cfg.Logger.ErrorContext(ctx, "building alert event", "key", d.key, "err", err)
+		} else if err := s.pub.Publish(ctx, env); err != nil {
+			failed = errors.Join(failed, fmt.Errorf("publishing %s event: %w", d.key, err))
+			s.release(ctx, d, owner)
+			continue
+		}
+		ready = append(ready, d)
+	}
+	if len(ready) == 0 {
+		return fmt.Errorf("alerting: %w", failed)
+	}
+	ns := make([]Notification, len(ready))
+	for i, d := range ready {
 		ns[i] = d.n
 	}
 	nctx, cancel := context.WithTimeout(ctx, s.cfg.NotifyLease/2)
 	errs := s.notifier.Notify(nctx, ns)
 	cancel()
-	var failed error
-	for i, d := range due {
+	marks := make([]error, len(ready))
+	var wg sync.WaitGroup
+	for i, d := range ready {
 		if errs[i] != nil {
+			continue
+		}
+		// The email is out: from here until this mark lands, a crash sends it again once the
+		// lease expires (docs/stages.md).
+		wg.Go(func() { marks[i] = s.store.MarkNotified(ctx, d.key, d.n.Kind, d.n.EventID) })
+	}
+	wg.Wait()
+	for i, d := range ready {
+		switch {
+		case errs[i] != nil:
 			failed = errors.Join(failed, errs[i])
-			continue
+			// Most likely not sent. If SNS did accept it after all, releasing costs nothing more
+			// than the lease would: the retry sends it again either way.
+			s.release(ctx, d, owner)
+		case marks[i] != nil:
+			failed = errors.Join(failed, fmt.Errorf("marking %s notified: %w", d.key, marks[i]))
+		default:
+			s.cfg.Logger.InfoContext(ctx, "alert sent", "key", d.key, "kind", d.n.Kind, "subject", d.n.Subject())
 		}
-		// The email is out. From here until the mark below, a crash would send it again after the
-		// lease: the one duplicate window left (docs/stages.md).
-		if env, err := outcomeEvent(s.cfg.Source, d.n); err != nil {
-			s.cfg.Logger.ErrorContext(ctx, "building alert event", "key", d.key, "err", err)
-		} else if err := s.pub.Publish(ctx, env); err != nil {
-			// The email went out; the event will be re-published with the same id on retry.
-			failed = errors.Join(failed, err)
-			continue
-		}
-		if err := s.store.MarkNotified(ctx, d.key, d.n.Kind, d.n.EventID); err != nil {
-			failed = errors.Join(failed, fmt.Errorf("marking %s notified: %w", d.key, err))
-			continue
-		}
-		s.cfg.Logger.InfoContext(ctx, "alert sent", "key", d.key, "kind", d.n.Kind, "subject", d.n.Subject())
 	}
 	if failed != nil {
 		return fmt.Errorf("alerting: %w", failed)
 	}
 	return nil
+}
+
+// release gives up a claim on a notification that was not sent, so the retry of the message need
+// not wait out the lease. Best effort: if it fails the lease expires as after a crash.
+func (s *Stage) release(ctx context.Context, d claimed, owner string) {
+	if err := s.store.Release(ctx, d.key, d.n.Kind, d.n.EventID, owner); err != nil {
+		s.cfg.Logger.WarnContext(ctx, "releasing alert claim", "key", d.key, "kind", d.n.Kind, "err", err)
+	}
 }
 
 func outcomeEvent(source string, n Notification) (events.Envelope, error) {

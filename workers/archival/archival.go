@@ -182,8 +182,8 @@ func (b Batch) encode(zw *gzip.Writer) ([]byte, error) {
 	var buf bytes.Buffer
 	zw.Reset(&buf) // no name or modification time in the header: deterministic
 	for _, r := range b {
-		zw.Write(r.Line)
-		zw.Write([]byte{'\n'})
+		_, _ = zw.Write(r.Line) // a gzip.Writer keeps its first error; Close, checked below, returns it
+		_, _ = zw.Write([]byte{'\n'})
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err

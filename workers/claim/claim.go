@@ -12,8 +12,17 @@ import (
 	"time"
 )
 
-// ErrClaimedElsewhere means another worker holds a live claim on the notice: retry later.
-var ErrClaimedElsewhere = errors.New("notification is being sent by another worker")
+// ErrClaimedElsewhere means another worker holds a live claim on the notice: retry later. It is not
+// a failure of the message: the pipeline waits for the claim to be marked or to expire (at most the
+// lease) instead of counting it against the message's retries (see WaitingOnOthers).
+var ErrClaimedElsewhere error = claimedElsewhere{}
+
+type claimedElsewhere struct{}
+
+func (claimedElsewhere) Error() string { return "notification is being sent by another worker" }
+
+// WaitingOnOthers reports true: pipeline/ retries such errors without giving up on the message.
+func (claimedElsewhere) WaitingOnOthers() bool { return true }
 
 // Notice is one owed notification, stored inside the item whose change owes it.
 type Notice struct {

@@ -104,7 +104,7 @@ func (t Table[T]) Update(ctx context.Context, key string, change func(item *T, e
 		select {
 		case <-ctx.Done():
 			return zero, false, ctx.Err()
-		case <-time.After(time.Duration(1+rand.IntN(5<<attempt)) * time.Millisecond):
+		case <-time.After(time.Duration(1+rand.IntN(5<<attempt)) * time.Millisecond): // #nosec G404 -- retry jitter, not a secret
 		}
 	}
 	return zero, false, fmt.Errorf("updating %s %s: %w", t.Name, key, ErrConflict)
@@ -133,6 +133,32 @@ func (t Table[T]) MarkNotified(ctx context.Context, key, attr, id string) (bool,
 			return false, nil
 		}
 		return false, fmt.Errorf("marking %s %s %s notified: %w", t.Name, key, attr, err)
+	}
+	return true, nil
+}
+
+// Release drops owner's claim on <attr> (id) when nothing was sent, so the retry of the same message
+// can claim and send at once instead of waiting out the lease. It is conditional on the claim still
+// being owner's and the notice still pending; it reports whether it released.
+func (t Table[T]) Release(ctx context.Context, key, attr, id, owner string) (bool, error) {
+	_, err := t.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(t.Name),
+		Key:                 map[string]types.AttributeValue{t.KeyAttr: &types.AttributeValueMemberS{Value: key}},
+		UpdateExpression:    aws.String("SET #v = #v + :one REMOVE #a.#cb, #a.#cu"),
+		ConditionExpression: aws.String("#a.#id = :id AND #a.#cb = :owner AND #a.#n = :f"),
+		ExpressionAttributeNames: map[string]string{"#a": attr, "#n": "notified", "#v": VersionAttr,
+			"#cb": "claimedBy", "#cu": "claimedUntil", "#id": "id"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":f": &types.AttributeValueMemberBOOL{Value: false}, ":one": &types.AttributeValueMemberN{Value: "1"},
+			":id": &types.AttributeValueMemberS{Value: id}, ":owner": &types.AttributeValueMemberS{Value: owner},
+		},
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return false, nil
+		}
+		return false, fmt.Errorf("releasing %s %s %s: %w", t.Name, key, attr, err)
 	}
 	return true, nil
 }
