@@ -8,7 +8,9 @@
 //   - Drop: every open connection is reset and new ones are accepted and reset at once, as when the
 //     endpoint is unreachable.
 //   - Stall: connections are accepted and kept open, but no byte moves in either direction until
-//     the mode changes; then the held bytes flow again, as after a healed network partition.
+//     the mode changes; then the held bytes flow again, as after a healed network partition (or,
+//     on Drop, the connections are reset and the held bytes discarded). A stalled connection the
+//     client closes is noticed only when the stall ends.
 //
 // Throttler (HTTP) answers a configurable share of requests with a throttling error, per service.
 // Chain them (Throttler in front of a Proxy's URL) to have both.
@@ -140,9 +142,6 @@ func (p *Proxy) setMode(m Mode) {
 	}
 	prev := p.mode
 	p.mode = m
-	if prev == ModeStall {
-		close(p.flowing) // release the held bytes
-	}
 	switch m {
 	case ModeStall:
 		p.flowing = make(chan struct{})
@@ -153,11 +152,15 @@ func (p *Proxy) setMode(m Mode) {
 			}
 		}
 	case ModeDrop:
+		// Reset before releasing held bytes (below), so none of them gets through.
 		for c := range p.conns {
 			c.close(true)
 			delete(p.conns, c)
 			p.stats.Dropped++
 		}
+	}
+	if prev == ModeStall {
+		close(p.flowing) // release the held bytes (or, after a Drop, let their goroutines end)
 	}
 }
 

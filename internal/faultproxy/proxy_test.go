@@ -329,3 +329,31 @@ func TestChained(t *testing.T) {
 		t.Errorf("after Pass: %v", err)
 	}
 }
+
+// TestProxyStallThenDrop: a request held by a stall is discarded when the proxy then drops: the
+// client gets an error and the target never sees the request.
+func TestProxyStallThenDrop(t *testing.T) {
+	p := newProxy(t)
+	c := sqs.NewFromConfig(via(t, p.URL(), 1))
+	q := awstest.Name(t, "held")
+	p.Stall()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(q)})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	p.Drop()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("held call succeeded after Drop")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("held call still blocked after Drop")
+	}
+	p.Pass()
+	if _, err := sqs.NewFromConfig(awstest.Config(t)).GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(q)}); err == nil {
+		t.Error("the request held by the stall reached the target after Drop")
+	}
+}
