@@ -225,6 +225,8 @@ func outageScenario(t *testing.T, e *env, o outage) {
 	var faultStart, faultEnd time.Time
 	var seenDuring []string // aws components degraded while the fault lasted
 	var readyAfter time.Time
+	var lastAnswer time.Time         // when /readyz last answered
+	var longestSilence time.Duration // the longest time /readyz did not answer
 	pollDone := make(chan struct{})
 	go func() {
 		defer close(pollDone)
@@ -237,6 +239,11 @@ func outageScenario(t *testing.T, e *env, o outage) {
 			}
 			log.note(began, state)
 			mu.Lock()
+			if ok {
+				lastAnswer = now
+			} else if !lastAnswer.IsZero() {
+				longestSilence = max(longestSilence, now.Sub(lastAnswer))
+			}
 			switch {
 			case !faultStart.IsZero() && faultEnd.IsZero() && ok && !r.Ready:
 				seenDuring = append(seenDuring, awsDegraded(r)...)
@@ -327,11 +334,19 @@ func outageScenario(t *testing.T, e *env, o outage) {
 	} else {
 		t.Logf("degraded during the fault: %v", distinctStrings(seenDuring))
 	}
-	switch {
+	// The degraded window (3 s) after the last failure, plus calls still in their SDK backoff.
+	const readyWithin = 15 * time.Second
+	switch back := readyAfter.Sub(faultEnd); {
 	case readyAfter.IsZero():
 		t.Errorf("/readyz not ready again after %s; seen: %s", o.name, log.String())
+	case back > readyWithin:
+		t.Errorf("/readyz ready again only %.1fs after the fault ended, want within %s; seen: %s", back.Seconds(), readyWithin, log.String())
 	default:
-		t.Logf("/readyz ready again %.1fs after the fault ended", readyAfter.Sub(faultEnd).Seconds())
+		t.Logf("/readyz ready again %.1fs after the fault ended", back.Seconds())
+	}
+	// /readyz must answer throughout (its checks give up after check_timeout, 1 s here).
+	if longestSilence > 5*time.Second {
+		t.Errorf("/readyz did not answer for %.1fs; seen: %s", longestSilence.Seconds(), log.String())
 	}
 	mu.Unlock()
 	t.Logf("/readyz: %s", log.String())
