@@ -20,6 +20,18 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p) && p.Permanent()
 }
 
+// waitingOnOthers is how an error says the message is fine but another worker must finish first,
+// e.g. workers/claim.ErrClaimedElsewhere while another process holds the claim to send an email.
+// Like a dependency outage, that is never the message's fault.
+type waitingOnOthers interface{ WaitingOnOthers() bool }
+
+// IsWaitingOnOthers reports whether err, or an error it wraps, says it is waiting on another worker.
+// Such a message is handed back to its source when its retries run out, never dead-lettered.
+func IsWaitingOnOthers(err error) bool {
+	var w waitingOnOthers
+	return errors.As(err, &w) && w.WaitingOnOthers()
+}
+
 // PermanentError marks an error as permanent: the message goes to the dead-letter queue at once.
 type PermanentError struct{ Err error }
 

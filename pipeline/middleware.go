@@ -64,7 +64,8 @@ const maxReasonLen = 1024
 //     receive count is over the limit before any attempt, and after the attempts a permanent error, a
 //     panic, or exhausted retries; then it returns nil so the router acks the source. Retries that
 //     ran out because a dependency is unavailable (IsUnavailable: no response, 5xx, throttling,
-//     timeouts) are not the message's fault: it is nacked, not dead-lettered, and for SQS the
+//     timeouts) or because another worker holds a claim the handler waits on (IsWaitingOnOthers)
+//     are not the message's fault: it is nacked, not dead-lettered, and for SQS an outage
 //     delivery is not counted against max_receives by this process (outageNacks). If the
 //     dead-letter publish fails, it returns the error: the message is nacked, never lost.
 //  7. retry: retries transient errors only, with exponential backoff; permanent errors and panics
@@ -255,11 +256,12 @@ func (r *stageRunner) poison(h message.HandlerFunc) message.HandlerFunc {
 			kind = KindPanic
 		case IsPermanent(err):
 			kind = KindPermanent
-		case errors.As(err, &ex) && !r.stage.Failure.NackOnExhausted && !IsUnavailable(err):
+		case errors.As(err, &ex) && !r.stage.Failure.NackOnExhausted && !IsUnavailable(err) && !IsWaitingOnOthers(err):
 			kind = KindRetriesExhausted
 		default:
-			// transient, or a dependency that is down (the message is fine): nack, the source
-			// redelivers it (Kinesis rewinds to it, SQS after the nack backoff)
+			// transient, a dependency that is down, or another worker's claim (the message is
+			// fine): nack, the source redelivers it (Kinesis rewinds to it, SQS after the nack
+			// backoff)
 			if id != "" && IsUnavailable(err) {
 				r.outageNacks.add(id)
 			}

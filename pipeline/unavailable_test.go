@@ -169,6 +169,12 @@ func TestIsUnavailableRealSDKErrors(t *testing.T) {
 	}
 }
 
+// claimedElsewhere stands for workers/claim.ErrClaimedElsewhere (pipeline does not import workers).
+type claimedElsewhere struct{}
+
+func (claimedElsewhere) Error() string         { return "notification is being sent by another worker" }
+func (claimedElsewhere) WaitingOnOthers() bool { return true }
+
 // TestRetriesExhaustedByOutageAreNacked: a Kinesis-style stage (dead_letter on exhausted retries)
 // whose retries ran out because a dependency was unreachable hands the message back instead of
 // dead-lettering it, and the redelivery succeeds once the dependency is back.
@@ -180,6 +186,8 @@ func TestRetriesExhaustedByOutageAreNacked(t *testing.T) {
 		{"connection reset", fmt.Errorf("archiving shard/7: %w", &smithyhttp.RequestSendError{Err: errors.New("read: connection reset by peer")})},
 		{"throttled", fmt.Errorf("storing alert state: %w", &retry.MaxAttemptsError{Attempt: 3, Err: responseError(400, "ProvisionedThroughputExceededException")})},
 		{"5xx", fmt.Errorf("publishing: %w", responseError(503, "ServiceUnavailable"))},
+		// Another worker's live claim on an alert email: the message waits, it is not poison.
+		{"claimed elsewhere", fmt.Errorf("alerting dev-1#overheating: %w", claimedElsewhere{})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkNoLeaks(t)

@@ -204,6 +204,8 @@ func startLocal(ctx context.Context, stderr io.Writer, f localFlags, hooks local
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
+	// The bridge and the set-up share the stages' HTTP client settings (the stages get cfg.AWS's).
+	awsCfg.HTTPClient = pipeline.AWSHTTPClient(pipeline.Default().AWS)
 	s.calls.Instrument(&awsCfg)
 	pipeline.ReportAWSErrors(&awsCfg, s.health)
 	// moto's conditional writes are not atomic under concurrent requests; one DynamoDB call at a
