@@ -79,9 +79,10 @@ func (c *pair) close(reset bool) {
 		if reset {
 			resetConn(c.client)
 		}
-		c.client.Close()
+		// Tearing down a test connection: a failed close has nobody to tell.
+		_ = c.client.Close()
 		if c.target != nil {
-			c.target.Close()
+			_ = c.target.Close()
 		}
 	})
 }
@@ -202,7 +203,7 @@ func (p *Proxy) accept() {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			conn.Close()
+			_ = conn.Close() // the proxy is closed: refuse
 			return
 		}
 		p.stats.Accepted++
@@ -210,7 +211,7 @@ func (p *Proxy) accept() {
 			p.stats.Dropped++
 			p.mu.Unlock()
 			resetConn(conn)
-			conn.Close()
+			_ = conn.Close() // dropped on purpose
 			continue
 		}
 		c := &pair{client: conn}
@@ -240,7 +241,7 @@ func (p *Proxy) serve(c *pair) {
 	p.mu.Lock()
 	if _, open := p.conns[c]; !open { // dropped or closed while dialing
 		p.mu.Unlock()
-		target.Close()
+		_ = target.Close() // nobody is left to use it
 		return
 	}
 	c.target = target

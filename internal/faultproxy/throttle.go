@@ -78,7 +78,7 @@ func NewThrottler(target string) (*Throttler, error) {
 			if hj, ok := w.(http.Hijacker); ok {
 				if c, _, err := hj.Hijack(); err == nil {
 					resetConn(c)
-					c.Close()
+					_ = c.Close() // reset on purpose
 					return
 				}
 			}
