@@ -90,6 +90,12 @@ func TestTakeover(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("archival shards taken over %s after the SIGKILL (failover_time 3s)", takeover.Round(100*time.Millisecond))
+	// A liveness bound, not a speed target: expiry is seen within failover_time (3 s) plus one take
+	// interval (1.5 s); the slack covers a loaded machine. A consumer that never noticed the dead
+	// owner, or only after a restart of its own, would miss it by far.
+	if limit := 2*3*time.Second + 5*time.Second; takeover > limit {
+		t.Errorf("shards taken over %s after the SIGKILL, more than %s with failover_time 3s", takeover.Round(100*time.Millisecond), limit)
+	}
 	recs := <-loaded
 
 	firing, resolved := map[string]int{}, map[string]int{}
