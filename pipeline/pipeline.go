@@ -389,9 +389,19 @@ func (g *gate) Subscribe(routerCtx context.Context, topic string) (<-chan *messa
 	return out, nil
 }
 
-// Close stops deliveries; it does not close the subscriber.
+// receivingStopper is a subscriber that can stop taking messages from its source while the ones it
+// handed out are still being worked on (pipeline/sqs: StopReceiving).
+type receivingStopper interface{ StopReceiving() }
+
+// Close stops deliveries, and receiving if the subscriber can stop that alone; it does not close
+// the subscriber.
 func (g *gate) Close() error {
-	g.once.Do(func() { close(g.stop) })
+	g.once.Do(func() {
+		close(g.stop)
+		if rs, ok := g.inner.(receivingStopper); ok {
+			rs.StopReceiving()
+		}
+	})
 	return nil
 }
 

@@ -43,6 +43,9 @@ func (s recordingSubscriber) Close() error {
 	return s.Subscriber.Close()
 }
 
+// StopReceiving is what pipeline/sqs offers: stop taking messages while in-flight ones finish.
+func (s recordingSubscriber) StopReceiving() { s.j.add("receiving stopped") }
+
 func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 	checkNoLeaks(t)
 	j := &journal{}
@@ -73,7 +76,7 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 		t.Fatalf("Run returned (%v) while a handler was in flight", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	eventually(t, "drain", func() bool { return len(j.get()) == 2 })
+	eventually(t, "drain", func() bool { return len(j.get()) == 3 })
 	if r := f.health.Readiness(context.Background()); r.Ready || r.Stages[stageName] != "stopping" {
 		t.Errorf("readiness while draining = %+v, want not ready, stage stopping", r)
 	}
@@ -87,7 +90,7 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 		t.Fatal("Run did not return after the handler finished")
 	}
 
-	want := []string{"handler started", "drain", "handler done", "subscriber closed", "stage close"}
+	want := []string{"handler started", "receiving stopped", "drain", "handler done", "subscriber closed", "stage close"}
 	if diff := cmp.Diff(want, j.get()); diff != "" {
 		t.Errorf("shutdown order (-want +got):\n%s", diff)
 	}

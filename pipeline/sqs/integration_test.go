@@ -863,3 +863,62 @@ func TestOnInFlightReportsHeldMessages(t *testing.T) {
 		}
 	}
 }
+
+// StopReceiving leaves the queue alone while handed-out messages finish: nothing sent afterwards is
+// received (so no receive count goes up during a shutdown's drain), and a handed-out message can
+// still be acked, with its context intact, and is deleted at Close.
+func TestStopReceivingLeavesTheQueueAlone(t *testing.T) {
+	client := testClient(t)
+	name, url := createQueue(t, client, "stoprecv", false)
+	cfg := fastConfig(nil)
+	cfg.MaxInFlight = 20
+	cfg.CloseTimeout = 30 * time.Second // it counts from StopReceiving
+	pub, sub := newPair(t, client, cfg, PublisherConfig{})
+	if err := pub.Publish(name, message.NewMessage(watermill.NewUUID(), []byte("in flight"))); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := sub.Subscribe(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed := next(t, msgs, 10*time.Second)
+	sub.StopReceiving()
+	time.Sleep(cfg.WaitTime + 500*time.Millisecond) // a poll in progress has ended
+	var later []*message.Message
+	for i := range 3 {
+		later = append(later, message.NewMessage(watermill.NewUUID(), []byte(strconv.Itoa(i))))
+	}
+	if err := pub.Publish(name, later...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * cfg.WaitTime) // long enough for receivers that were still polling to take them
+	if visible, inFlight := queueCounts(t, client, url); visible != "3" || inFlight != "1" {
+		t.Errorf("after StopReceiving: %s visible, %s in flight; want the 3 new ones visible and only the handed-out one in flight", visible, inFlight)
+	}
+	if handed.Context().Err() != nil {
+		t.Error("the handed-out message's context ended at StopReceiving")
+	}
+	handed.Ack()
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(context.Background(), name); !errors.Is(err, ErrSubscriberClosed) {
+		t.Errorf("Subscribe after StopReceiving and Close: %v", err)
+	}
+	out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) != 3 {
+		t.Fatalf("%d messages left, want the 3 sent after StopReceiving (the acked one deleted)", len(out.Messages))
+	}
+	for _, m := range out.Messages {
+		if n := m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]; n != "1" {
+			t.Errorf("message %s: receive count %s, want 1 (never received before)", aws.ToString(m.Body), n)
+		}
+	}
+	assertNoGoroutines(t)
+}

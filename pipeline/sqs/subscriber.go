@@ -25,9 +25,10 @@ type Subscriber struct {
 	cfg  SubscriberConfig
 	urls *queueURLs
 
-	mu     sync.Mutex
-	closed bool
-	subs   map[*subscription]struct{}
+	mu      sync.Mutex
+	closed  bool
+	stopped bool // StopReceiving was called: no new subscriptions
+	subs    map[*subscription]struct{}
 }
 
 var (
@@ -57,7 +58,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	sub := newSubscription(ctx, s.cfg, url)
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.stopped {
 		s.mu.Unlock()
 		sub.stop()
 		return nil, ErrSubscriberClosed
@@ -97,6 +98,26 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	}
 	s.urls.set(topic, aws.ToString(out.QueueUrl))
 	return nil
+}
+
+// StopReceiving makes every subscription stop receiving and handing out messages at once, without
+// waiting: a poll in progress finishes and what it brought is released (visible again at once),
+// while messages already handed out can still be acked or nacked, with their contexts intact. A
+// graceful shutdown calls it first, so the queues are left alone while in-flight work finishes:
+// otherwise every message received during the drain would be handed back with its receive count
+// one higher, which counts against a dead-letter limit. CloseTimeout counts from here; Close still
+// waits for the rest.
+func (s *Subscriber) StopReceiving() {
+	s.mu.Lock()
+	s.stopped = true
+	subs := make([]*subscription, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.stop()
+	}
 }
 
 // Close ends every subscription as described on Subscribe and waits for them. It is safe to call
