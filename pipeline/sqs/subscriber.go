@@ -345,6 +345,12 @@ func (s *subscription) run(msgs []*received) {
 			s.settle(msgs[i+1:], 0)
 			return
 		case <-s.abort:
+			select {
+			case <-r.msg.Acked(): // acked just as CloseTimeout ran out: still delete it
+				s.ack(r)
+				i++
+			default:
+			}
 			s.settle(msgs[i:], 0)
 			return
 		}
