@@ -58,7 +58,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		sub.stop()
+		sub.stop() // never started: only its contexts to release
+		sub.cancelPoll()
+		sub.cancelMsgs()
 		return nil, ErrSubscriberClosed
 	}
 	s.subs[sub] = struct{}{}
