@@ -222,23 +222,21 @@ func (s *subscription) lifecycle(onDone func()) {
 	onDone()
 }
 
-var receiveSystemAttributes = []types.MessageSystemAttributeName{
-	types.MessageSystemAttributeNameApproximateReceiveCount,
-	types.MessageSystemAttributeNameSentTimestamp,
-	types.MessageSystemAttributeNameMessageGroupId,
-	types.MessageSystemAttributeNameMessageDeduplicationId,
-}
-
 func (s *subscription) receive() {
 	defer s.receivers.Done()
 	want := min(maxBatchEntries, s.cfg.MaxInFlight)
 	in := &sqs.ReceiveMessageInput{
-		QueueUrl:                    &s.url,
-		MaxNumberOfMessages:         int32(want),
-		WaitTimeSeconds:             int32(s.cfg.WaitTime / time.Second),
-		VisibilityTimeout:           int32(s.cfg.VisibilityTimeout / time.Second),
-		MessageAttributeNames:       []string{"All"},
-		MessageSystemAttributeNames: receiveSystemAttributes,
+		QueueUrl:              &s.url,
+		MaxNumberOfMessages:   int32(want),
+		WaitTimeSeconds:       int32(s.cfg.WaitTime / time.Second),
+		VisibilityTimeout:     int32(s.cfg.VisibilityTimeout / time.Second),
+		MessageAttributeNames: []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+			types.MessageSystemAttributeNameApproximateReceiveCount,
+			types.MessageSystemAttributeNameSentTimestamp,
+			types.MessageSystemAttributeNameMessageGroupId,
+			types.MessageSystemAttributeNameMessageDeduplicationId,
+		},
 	}
 	wait := s.cfg.RetryBackoff
 	for {
