@@ -92,3 +92,35 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkPublisherBatch publishes b.N messages in Publish calls of 100 and reports the SQS calls
+// per 1,000 messages (the floor is 100: batches of 10) and this process's CPU per message.
+func BenchmarkPublisherBatch(b *testing.B) {
+	awsCfg := awstest.Config(b)
+	counter := apicalls.New()
+	counter.Instrument(&awsCfg)
+	client := sqs.NewFromConfig(awsCfg)
+	_, url := createQueue(b, client, "bench-pub", false)
+	pub, err := NewPublisher(PublisherConfig{Client: client, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([]*message.Message, b.N)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(`{"temperature":21.5,"battery":87,"n":`+strconv.Itoa(i)+`}`))
+		msgs[i].Metadata.Set("thingName", "dev-"+strconv.Itoa(i%50))
+	}
+	counter.Reset()
+	cpu0 := cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for start := 0; start < b.N; start += 100 {
+		if err := pub.Publish(url, msgs[start:min(start+100, b.N)]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(counter.Service("SQS"))*1000/float64(b.N), "calls/1000msg")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+}

@@ -292,7 +292,13 @@ func TestNackComesBackAfterBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range [][]int32{{1}, {2}, nil} {
-		if got := client.visibilityFor(handles[i]); !cmp.Equal(got, want) {
+		var got []int32
+		for _, v := range client.visibilityFor(handles[i]) {
+			if v != 30 { // a heartbeat, if the machine is slow enough for one
+				got = append(got, v)
+			}
+		}
+		if !cmp.Equal(got, want) {
 			t.Errorf("visibility changes for delivery %d: %v, want %v", i+1, got, want)
 		}
 	}
@@ -315,13 +321,13 @@ func (s *Subscriber) subsHandle(t *testing.T, m *message.Message, handles *[]str
 	}
 }
 
-// A handler that runs four times the visibility timeout keeps its message: nobody else receives it.
+// A handler that runs twice the visibility timeout keeps its message: nobody else receives it.
 func TestHeartbeatKeepsSlowMessageInvisible(t *testing.T) {
 	client := &faultyClient{Client: testClient(t)}
 	name, url := createQueue(t, client.Client, "heartbeat", false)
 	cfg := fastConfig(nil)
-	cfg.VisibilityTimeout = 2 * time.Second
-	cfg.HeartbeatInterval = 500 * time.Millisecond
+	cfg.VisibilityTimeout = 4 * time.Second
+	cfg.HeartbeatInterval = time.Second // extends with 2s to spare, for a loaded moto
 	pub, sub := newPair(t, client, cfg, PublisherConfig{})
 	if err := pub.Publish(name, message.NewMessage("slow", []byte("x"))); err != nil {
 		t.Fatal(err)
@@ -335,7 +341,7 @@ func TestHeartbeatKeepsSlowMessageInvisible(t *testing.T) {
 	sub.subsHandle(t, m, &handles)
 
 	// Another consumer polls the queue for the whole slow "handler".
-	end := time.Now().Add(4 * cfg.VisibilityTimeout)
+	end := time.Now().Add(2 * cfg.VisibilityTimeout)
 	for time.Now().Before(end) {
 		out, err := client.Client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), WaitTimeSeconds: 1})
 		if err != nil {
@@ -350,12 +356,12 @@ func TestHeartbeatKeepsSlowMessageInvisible(t *testing.T) {
 		t.Fatal(err)
 	}
 	beats := client.visibilityFor(handles[0])
-	if len(beats) < 3 {
-		t.Errorf("%d heartbeat extensions over %s, want at least 3", len(beats), 4*cfg.VisibilityTimeout)
+	if len(beats) < 2 {
+		t.Errorf("%d heartbeat extensions over %s, want at least 2", len(beats), 2*cfg.VisibilityTimeout)
 	}
 	for _, v := range beats {
-		if v != 2 {
-			t.Errorf("heartbeat extended to %ds, want the visibility timeout 2s", v)
+		if v != 4 {
+			t.Errorf("heartbeat extended to %ds, want the visibility timeout 4s", v)
 		}
 	}
 	if visible, inFlight := queueCounts(t, client.Client, url); visible != "0" || inFlight != "0" {
@@ -400,19 +406,23 @@ func TestDeletePartialFailureRetried(t *testing.T) {
 	client.mu.Lock()
 	calls := client.deleteCalls
 	client.mu.Unlock()
-	if len(calls) < 2 {
-		t.Fatalf("%d DeleteMessageBatch calls, want the first and a retry", len(calls))
+	if len(failedOnce) == 0 {
+		t.Fatal("no entry was made to fail")
 	}
-	var retried []string
-	for _, c := range calls[1:] {
-		retried = append(retried, c...)
+	// Every handle is sent once, except the failed ones, sent again exactly once, in a later call.
+	seen := map[string]int{}
+	for _, c := range calls {
+		for _, h := range c {
+			seen[h]++
+		}
 	}
-	var injected []string
-	for h := range failedOnce {
-		injected = append(injected, h)
+	if len(seen) != len(sent) {
+		t.Errorf("%d distinct receipt handles deleted, want %d", len(seen), len(sent))
 	}
-	if diff := cmp.Diff(injected, retried, sortStrings); diff != "" {
-		t.Errorf("retried handles differ from the failed ones (-failed +retried):\n%s", diff)
+	for h, n := range seen {
+		if want := map[bool]int{true: 2, false: 1}[failedOnce[h]]; n != want {
+			t.Errorf("handle sent %d times, want %d (failed: %t)", n, want, failedOnce[h])
+		}
 	}
 	if visible, inFlight := queueCounts(t, client.Client, url); visible != "0" || inFlight != "0" {
 		t.Errorf("queue holds %s visible and %s in flight, want every message deleted", visible, inFlight)
@@ -434,6 +444,8 @@ func TestDeleteSenderFaultReported(t *testing.T) {
 	logs := &records{}
 	cfg := fastConfig(nil)
 	cfg.Logger = slog.New(logs)
+	cfg.VisibilityTimeout = 30 * time.Second // still in flight when the test looks
+	cfg.HeartbeatInterval = 10 * time.Second
 	pub, sub := newPair(t, client, cfg, PublisherConfig{})
 	if err := pub.Publish(name, message.NewMessage("a", []byte("a"))); err != nil {
 		t.Fatal(err)
@@ -698,7 +710,7 @@ func TestCloseTimeoutReleasesUnackedMessage(t *testing.T) {
 	cfg := fastConfig(nil)
 	cfg.VisibilityTimeout = 30 * time.Second
 	cfg.HeartbeatInterval = 10 * time.Second
-	cfg.CloseTimeout = 1500 * time.Millisecond // longer than WaitTime: the poll in progress ends first
+	cfg.CloseTimeout = 3 * time.Second // longer than WaitTime: the poll in progress ends first
 	pub, sub := newPair(t, client, cfg, PublisherConfig{})
 	if err := pub.Publish(name, message.NewMessage("stuck", []byte("x"))); err != nil {
 		t.Fatal(err)

@@ -71,6 +71,9 @@ func (p *Publisher) PublishContext(ctx context.Context, topic string, msgs ...*m
 	fifo := isFIFO(url)
 	entries := make([]sendEntry, len(msgs))
 	for i, m := range msgs {
+		if m == nil {
+			return &MessageError{Field: fmt.Sprintf("message %d", i), Reason: "is nil"}
+		}
 		if entries[i], err = toEntry(m, fifo, p.cfg.DefaultMessageGroupID, p.cfg.MaxBatchBytes); err != nil {
 			return err
 		}

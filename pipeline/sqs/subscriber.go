@@ -60,7 +60,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	s.mu.Lock()
 	if s.closed || s.stopped {
 		s.mu.Unlock()
-		sub.stop()
+		sub.stop() // never started: only its contexts to release
+		sub.cancelPoll()
+		sub.cancelMsgs()
 		return nil, ErrSubscriberClosed
 	}
 	s.subs[sub] = struct{}{}
@@ -243,23 +245,21 @@ func (s *subscription) lifecycle(onDone func()) {
 	onDone()
 }
 
-var receiveSystemAttributes = []types.MessageSystemAttributeName{
-	types.MessageSystemAttributeNameApproximateReceiveCount,
-	types.MessageSystemAttributeNameSentTimestamp,
-	types.MessageSystemAttributeNameMessageGroupId,
-	types.MessageSystemAttributeNameMessageDeduplicationId,
-}
-
 func (s *subscription) receive() {
 	defer s.receivers.Done()
 	want := min(maxBatchEntries, s.cfg.MaxInFlight)
 	in := &sqs.ReceiveMessageInput{
-		QueueUrl:                    &s.url,
-		MaxNumberOfMessages:         int32(want),                                  // #nosec G115 -- at most maxBatchEntries (10)
-		WaitTimeSeconds:             int32(s.cfg.WaitTime / time.Second),          // #nosec G115 -- Validate: 0 to 20 s
-		VisibilityTimeout:           int32(s.cfg.VisibilityTimeout / time.Second), // #nosec G115 -- Validate: 1 s to 12 h
-		MessageAttributeNames:       []string{"All"},
-		MessageSystemAttributeNames: receiveSystemAttributes,
+		QueueUrl:              &s.url,
+		MaxNumberOfMessages:   int32(want),                                  // #nosec G115 -- at most maxBatchEntries (10)
+		WaitTimeSeconds:       int32(s.cfg.WaitTime / time.Second),          // #nosec G115 -- Validate: 0 to 20 s
+		VisibilityTimeout:     int32(s.cfg.VisibilityTimeout / time.Second), // #nosec G115 -- Validate: 1 s to 12 h
+		MessageAttributeNames: []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+			types.MessageSystemAttributeNameApproximateReceiveCount,
+			types.MessageSystemAttributeNameSentTimestamp,
+			types.MessageSystemAttributeNameMessageGroupId,
+			types.MessageSystemAttributeNameMessageDeduplicationId,
+		},
 	}
 	wait := s.cfg.RetryBackoff
 	for {
@@ -370,6 +370,12 @@ func (s *subscription) run(msgs []*received) {
 			s.settle(msgs[i+1:], 0)
 			return
 		case <-s.abort:
+			select {
+			case <-r.msg.Acked(): // acked just as CloseTimeout ran out: still delete it
+				s.ack(r)
+				i++
+			default:
+			}
 			s.settle(msgs[i:], 0)
 			return
 		}

@@ -33,6 +33,7 @@ type testClientAPI interface {
 }
 
 func TestUniversalStandardQueue(t *testing.T) {
+	skipUniversalInShortMode(t)
 	t.Parallel()
 	tests.TestPubSub(t, tests.Features{
 		ConsumerGroups:      false, // a queue is one group; fan-out is SNS's job
@@ -60,6 +61,7 @@ func (s fifoSub) SubscribeInitialize(topic string) error {
 }
 
 func TestUniversalFIFOQueue(t *testing.T) {
+	skipUniversalInShortMode(t)
 	t.Parallel()
 	// moto's ReceiveMessage is not atomic: concurrent receives can both get messages of one group,
 	// which SQS never does. So each subscriber has one receiver and the ordering test runs with one
@@ -78,4 +80,12 @@ func TestUniversalFIFOQueue(t *testing.T) {
 		pub, sub := construct(t)
 		return fifoPub{pub}, fifoSub{sub.(*Subscriber)}
 	}, nil)
+}
+
+// skipUniversalInShortMode keeps `go test -short` to the package's own tests (about half a minute);
+// the universal suite takes a minute or two on moto, mostly in FIFO waits (docs/sqs.md).
+func skipUniversalInShortMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("watermill's universal suite is skipped in -short mode")
+	}
 }
