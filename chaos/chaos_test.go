@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -67,7 +68,7 @@ func TestTakeover(t *testing.T) {
 	others := []*proc{s.start(t, args...), s.start(t, args...)}
 	waitFor(t, time.Minute, "the shards are shared by the three processes", func() (bool, string) {
 		o := s.owners(t, group)
-		return len(distinct(o)) == 3 && !slicesContains(distinct(o), ""), fmt.Sprint(o)
+		return len(distinct(o)) == 3 && !slices.Contains(distinct(o), ""), fmt.Sprint(o)
 	})
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -79,7 +80,7 @@ func TestTakeover(t *testing.T) {
 	s.kills = append(s.kills, killed.UTC())
 	first.stop(syscall.SIGKILL)
 	var takeover time.Duration
-	waitForFine(t, time.Minute, "the dead process's archival shards are taken over", func() (bool, string) {
+	waitForEvery(t, time.Minute, 100*time.Millisecond, "the dead process's archival shards are taken over", func() (bool, string) {
 		o := s.owners(t, group)
 		for _, owner := range o {
 			if owner == victim || owner == "" {
@@ -122,28 +123,4 @@ func TestTakeover(t *testing.T) {
 	}
 	s.checkEmails(t, firing, resolved)
 	s.checkNoDeadLetters(t)
-}
-
-func slicesContains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
-// waitForFine polls every 100 ms (to time the takeover).
-func waitForFine(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	var last string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last seen: %s", what, limit, last)
 }

@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"syscall"
 	"testing"
@@ -30,19 +29,7 @@ func crashScenario(t *testing.T, devices, rounds, kills int) {
 		if p.exited() {
 			t.Fatalf("thingpipe run exited: %s", p.tail())
 		}
-		ok, summary := s.checkArchive(t, recs)
-		notActive, notBound := 0, 0
-		for i, d := range s.devices {
-			if str(s.item(t, e.out.DevicesTable, d), "state") != "ACTIVE" {
-				notActive++
-			}
-			if str(s.item(t, e.out.BindingsTable, d), "userId") != fmt.Sprintf("user-%d", i) {
-				notBound++
-			}
-		}
-		s.drainInbox(t, firing, resolved)
-		return ok && notActive == 0 && notBound == 0 && len(firing) == devices && len(resolved) == devices,
-			fmt.Sprintf("archive: %s; %d devices not ACTIVE, %d not bound; FIRING emails for %d devices, RESOLVED for %d", summary, notActive, notBound, len(firing), len(resolved))
+		return s.settled(t, recs, firing, resolved)
 	})
 	// Let redeliveries that are still under way land (batches, checkpoints, SQS visibility).
 	time.Sleep(6 * time.Second)

@@ -436,8 +436,14 @@ func str(item map[string]ddbtypes.AttributeValue, k string) string {
 	return ""
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond every second until it holds or the limit passes.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	waitForEvery(t, limit, time.Second, what, cond)
+}
+
+// waitForEvery polls cond every interval until it holds or the limit passes.
+func waitForEvery(t *testing.T, limit, interval time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	var last string
@@ -446,9 +452,30 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, 
 		if ok, last = cond(); ok {
 			return
 		}
-		time.Sleep(time.Second)
+		time.Sleep(interval)
 	}
 	t.Fatalf("%s: not within %s; last seen: %s", what, limit, last)
+}
+
+// settled reports whether every outcome of the load is in place: recs archived, every device ACTIVE
+// and bound to its user, a FIRING and a RESOLVED email for every device (drained from the inbox into
+// firing and resolved); summary says what is still missing.
+func (s *scenario) settled(t *testing.T, recs map[string]sent, firing, resolved map[string]int) (ok bool, summary string) {
+	t.Helper()
+	archived, archive := s.checkArchive(t, recs)
+	notActive, notBound := 0, 0
+	for i, d := range s.devices {
+		if str(s.item(t, s.e.out.DevicesTable, d), "state") != "ACTIVE" {
+			notActive++
+		}
+		if str(s.item(t, s.e.out.BindingsTable, d), "userId") != fmt.Sprintf("user-%d", i) {
+			notBound++
+		}
+	}
+	s.drainInbox(t, firing, resolved)
+	n := len(s.devices)
+	return archived && notActive == 0 && notBound == 0 && len(firing) == n && len(resolved) == n,
+		fmt.Sprintf("archive: %s; %d devices not ACTIVE, %d not bound; FIRING emails for %d devices, RESOLVED for %d", archive, notActive, notBound, len(firing), len(resolved))
 }
 
 // checkArchive asserts every sent record is archived exactly once, with its thing and ts.

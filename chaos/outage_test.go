@@ -294,21 +294,9 @@ func outageScenario(t *testing.T, e *env, o outage) {
 		if p.exited() {
 			t.Fatalf("thingpipe run exited: %s", p.tail())
 		}
-		ok, summary := s.checkArchive(t, recs)
-		notActive, notBound := 0, 0
-		for i, d := range s.devices {
-			if str(s.item(t, e.out.DevicesTable, d), "state") != "ACTIVE" {
-				notActive++
-			}
-			if str(s.item(t, e.out.BindingsTable, d), "userId") != fmt.Sprintf("user-%d", i) {
-				notBound++
-			}
-		}
-		s.drainInbox(t, firing, resolved)
+		ok, summary := s.settled(t, recs, firing, resolved)
 		s.deadLettered(t, dead)
-		return ok && notActive == 0 && notBound == 0 && len(firing) == devices && len(resolved) == devices || len(dead) > 0,
-			fmt.Sprintf("archive: %s; %d devices not ACTIVE, %d not bound; FIRING emails for %d devices, RESOLVED for %d; %d dead-lettered",
-				summary, notActive, notBound, len(firing), len(resolved), len(dead))
+		return ok || len(dead) > 0, fmt.Sprintf("%s; %d dead-lettered", summary, len(dead))
 	})
 	// Let redeliveries still under way land (batches, checkpoints, SQS visibility).
 	time.Sleep(4 * time.Second)

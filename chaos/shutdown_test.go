@@ -169,19 +169,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		if p2.exited() {
 			t.Fatalf("process 2 exited: %s", p2.tail())
 		}
-		ok, summary := s.checkArchive(t, recs)
-		notActive, notBound := 0, 0
-		for i, d := range s.devices {
-			if str(s.item(t, e.out.DevicesTable, d), "state") != "ACTIVE" {
-				notActive++
-			}
-			if str(s.item(t, e.out.BindingsTable, d), "userId") != fmt.Sprintf("user-%d", i) {
-				notBound++
-			}
-		}
-		s.drainInbox(t, firing, resolved)
-		return ok && notActive == 0 && notBound == 0 && len(firing) == devices && len(resolved) == devices,
-			fmt.Sprintf("archive: %s; %d devices not ACTIVE, %d not bound; FIRING emails for %d devices, RESOLVED for %d", summary, notActive, notBound, len(firing), len(resolved))
+		return s.settled(t, recs, firing, resolved)
 	})
 	stream = s.streamRecords(t) // the load has ended: the whole stream
 	beyond := func(ckpt map[string]leaseItem) int { return countAll(stream) - upToIn(stream, ckpt) }
@@ -277,7 +265,7 @@ func TestShutdownSecondSignal(t *testing.T) {
 	if err := p1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitForEvery(t, 10*time.Second, "process 1 starts shutting down", func() (bool, string) {
+	waitForEvery(t, 10*time.Second, 100*time.Millisecond, "process 1 starts shutting down", func() (bool, string) {
 		return strings.Contains(readLog(t, p1), `msg="shutting down"`) || p1.exited(), ""
 	})
 	if strings.Contains(readLog(t, p1), `msg="pipeline stopped"`) || p1.exited() {
@@ -462,7 +450,7 @@ var httpAddrAttr = regexp.MustCompile(`msg="thingpipe running".* http_addr=(\S+)
 func httpAddr(t *testing.T, p *proc) string {
 	t.Helper()
 	var addr string
-	waitForEvery(t, 30*time.Second, "the process logs its HTTP address", func() (bool, string) {
+	waitForEvery(t, 30*time.Second, 100*time.Millisecond, "the process logs its HTTP address", func() (bool, string) {
 		if m := httpAddrAttr.FindStringSubmatch(readLog(t, p)); m != nil {
 			addr = m[1]
 		}
@@ -522,7 +510,7 @@ func (s *scenario) leaseState(t *testing.T, group string) map[string]leaseItem {
 // waitLeased waits until the scenario's two consumer groups hold a lease on every shard.
 func (s *scenario) waitLeased(t *testing.T) {
 	t.Helper()
-	waitForEvery(t, time.Minute, "every shard leased by both groups", func() (bool, string) {
+	waitForEvery(t, time.Minute, 100*time.Millisecond, "every shard leased by both groups", func() (bool, string) {
 		for _, g := range []string{"-archival", "-alerting"} {
 			ls := s.leaseState(t, s.name+g)
 			if len(ls) == 0 {
@@ -640,19 +628,4 @@ func head(xs []string) []string {
 		return xs[:5]
 	}
 	return xs
-}
-
-// waitForEvery polls cond every 100 ms until it holds or the limit passes.
-func waitForEvery(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	var last string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last seen: %s", what, limit, last)
 }

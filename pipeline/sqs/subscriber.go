@@ -112,14 +112,8 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 func (s *Subscriber) StopReceiving() {
 	s.mu.Lock()
 	s.stopped = true
-	subs := make([]*subscription, 0, len(s.subs))
-	for sub := range s.subs {
-		subs = append(subs, sub)
-	}
 	s.mu.Unlock()
-	for _, sub := range subs {
-		sub.stop()
-	}
+	s.stopAll()
 }
 
 // Close ends every subscription as described on Subscribe and waits for them. It is safe to call
@@ -131,6 +125,17 @@ func (s *Subscriber) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.mu.Unlock()
+	for _, sub := range s.stopAll() {
+		<-sub.done
+	}
+	return nil
+}
+
+// stopAll stops every current subscription (Subscribe refuses new ones once closed or stopped) and
+// returns them.
+func (s *Subscriber) stopAll() []*subscription {
+	s.mu.Lock()
 	subs := make([]*subscription, 0, len(s.subs))
 	for sub := range s.subs {
 		subs = append(subs, sub)
@@ -139,10 +144,7 @@ func (s *Subscriber) Close() error {
 	for _, sub := range subs {
 		sub.stop()
 	}
-	for _, sub := range subs {
-		<-sub.done
-	}
-	return nil
+	return subs
 }
 
 func (s *Subscriber) isClosed() bool {
